@@ -1,0 +1,44 @@
+# plugbox: every target bootstraps .venv itself (idempotent; uv when present, else venv + pip).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.plugbox-installed
+
+.PHONY: demo test lint bench venv system-deps clean
+
+$(STAMP): pyproject.toml
+	@echo "==> bootstrapping $(VENV)"
+	@if command -v uv >/dev/null 2>&1; then \
+		uv venv -q --allow-existing --python "$(PYTHON)" $(VENV) && \
+		uv pip install -q --python $(BIN)/python -e '.[host,dev]'; \
+	else \
+		[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV); \
+		$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip && \
+		$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[host,dev]'; \
+	fi
+	@touch $@
+
+venv: $(STAMP)
+
+# System packages the tests use (bubblewrap for the sandbox layer, redis-server for the ARQ
+# tests). Best effort: installed with apt-get when we are root on Debian; tests that need a
+# missing one are skipped with the reason.
+system-deps:
+	@bash tools/system-deps.sh
+
+demo: $(STAMP)
+	@$(BIN)/plugbox demo
+
+test: $(STAMP) system-deps
+	@$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	@$(BIN)/ruff check host sdk plugins tests bench
+	@$(BIN)/ruff format --check host sdk plugins tests bench
+	@$(BIN)/mypy
+
+bench: $(STAMP)
+	@set -e; for script in bench/*.py; do echo "==> $$script"; $(BIN)/python $$script $(BENCH_ARGS); done
+
+clean:
+	rm -rf $(VENV) .plugbox .mypy_cache .ruff_cache

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the system packages the test-suite uses, when this machine lets us (root + apt-get).
+# bubblewrap: sandbox layer 2. redis-server: the ARQ scale-out tests. Missing ones make the
+# tests that need them skip with the reason; nothing here is fatal.
+set -u
+want=()
+command -v bwrap >/dev/null 2>&1 || want+=(bubblewrap)
+command -v redis-server >/dev/null 2>&1 || want+=(redis-server)
+[ ${#want[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "system-deps: ${want[*]} missing and cannot be installed here (need root and apt-get); dependent tests will skip" >&2
+    exit 0
+fi
+echo "==> installing ${want[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get install -y -q "${want[@]}" >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "${want[@]}" >/dev/null 2>&1; } \
+    || echo "system-deps: could not install ${want[*]}; dependent tests will skip" >&2
+exit 0
