@@ -1,0 +1,157 @@
+"""Wire layer of plugbox: JSON-RPC 2.0 over newline-delimited JSON, shared by host and plugins.
+
+Imports only msgspec, anyio and the standard library. The host imports this package and nothing
+else of the SDK; `docs/protocol.md` specifies the same wire without Python.
+"""
+
+from ._errors import CircuitOpen as CircuitOpen
+from ._errors import ConnectionClosed as ConnectionClosed
+from ._errors import FrameTooLarge as FrameTooLarge
+from ._errors import HandshakeError as HandshakeError
+from ._errors import InternalError as InternalError
+from ._errors import InvalidParams as InvalidParams
+from ._errors import InvalidRequest as InvalidRequest
+from ._errors import LimitExceeded as LimitExceeded
+from ._errors import MethodNotFound as MethodNotFound
+from ._errors import ParseError as ParseError
+from ._errors import PluginCancelled as PluginCancelled
+from ._errors import PluginCrashed as PluginCrashed
+from ._errors import PluginError as PluginError
+from ._errors import PluginTimeout as PluginTimeout
+from ._errors import RemoteError as RemoteError
+from ._errors import SandboxError as SandboxError
+from ._errors import WireError as WireError
+from ._errors import error_from_wire as error_from_wire
+from ._errors import error_to_wire as error_to_wire
+from ._events import ALL_EVENT_KINDS as ALL_EVENT_KINDS
+from ._events import EventKind as EventKind
+from ._framing import ErrorResponse as ErrorResponse
+from ._framing import Message as Message
+from ._framing import MessageDecoder as MessageDecoder
+from ._framing import Notification as Notification
+from ._framing import ParseFailure as ParseFailure
+from ._framing import Request as Request
+from ._framing import RequestId as RequestId
+from ._framing import SuccessResponse as SuccessResponse
+from ._framing import decode_frame as decode_frame
+from ._framing import encode_message as encode_message
+from ._methods import DEFAULT_MAX_FRAME_SIZE as DEFAULT_MAX_FRAME_SIZE
+from ._methods import PROTOCOL_VERSION as PROTOCOL_VERSION
+from ._methods import SUPPORTED_PROTOCOL_VERSIONS as SUPPORTED_PROTOCOL_VERSIONS
+from ._methods import Artifact as Artifact
+from ._methods import CancelParams as CancelParams
+from ._methods import Capabilities as Capabilities
+from ._methods import CompletionContextWire as CompletionContextWire
+from ._methods import CompletionRunParams as CompletionRunParams
+from ._methods import CompletionRunResult as CompletionRunResult
+from ._methods import ContextMessagesParams as ContextMessagesParams
+from ._methods import ContextMessagesResult as ContextMessagesResult
+from ._methods import HttpRequestParams as HttpRequestParams
+from ._methods import HttpResponseResult as HttpResponseResult
+from ._methods import InitializeParams as InitializeParams
+from ._methods import InitializeResult as InitializeResult
+from ._methods import LiveEvent as LiveEvent
+from ._methods import LogParams as LogParams
+from ._methods import Method as Method
+from ._methods import NodeTypeInfo as NodeTypeInfo
+from ._methods import PingParams as PingParams
+from ._methods import PingResult as PingResult
+from ._methods import ProgressParams as ProgressParams
+from ._methods import RouteInfo as RouteInfo
+from ._methods import RuntimeContextWire as RuntimeContextWire
+from ._methods import RuntimeEventsParams as RuntimeEventsParams
+from ._methods import RuntimeFinishParams as RuntimeFinishParams
+from ._methods import RuntimeFinishResult as RuntimeFinishResult
+from ._methods import RuntimeOpenParams as RuntimeOpenParams
+from ._methods import RuntimeOpenResult as RuntimeOpenResult
+from ._methods import ShutdownParams as ShutdownParams
+from ._methods import SpecParams as SpecParams
+from ._methods import SpecResult as SpecResult
+from ._methods import ValidateItem as ValidateItem
+from ._methods import ValidateOutcome as ValidateOutcome
+from ._methods import ValidateParams as ValidateParams
+from ._methods import ValidateResult as ValidateResult
+from ._methods import ValidationIssue as ValidationIssue
+from ._session import Handler as Handler
+from ._session import RpcSession as RpcSession
+from ._session import typed_decoder as typed_decoder
+from ._streams import ByteMessageStream as ByteMessageStream
+from ._streams import MessageStream as MessageStream
+from ._streams import memory_message_pair as memory_message_pair
+
+__all__ = [
+    "ALL_EVENT_KINDS",
+    "DEFAULT_MAX_FRAME_SIZE",
+    "PROTOCOL_VERSION",
+    "SUPPORTED_PROTOCOL_VERSIONS",
+    "Artifact",
+    "ByteMessageStream",
+    "CancelParams",
+    "Capabilities",
+    "CircuitOpen",
+    "CompletionContextWire",
+    "CompletionRunParams",
+    "CompletionRunResult",
+    "ConnectionClosed",
+    "ContextMessagesParams",
+    "ContextMessagesResult",
+    "ErrorResponse",
+    "EventKind",
+    "FrameTooLarge",
+    "Handler",
+    "HandshakeError",
+    "HttpRequestParams",
+    "HttpResponseResult",
+    "InitializeParams",
+    "InitializeResult",
+    "InternalError",
+    "InvalidParams",
+    "InvalidRequest",
+    "LimitExceeded",
+    "LiveEvent",
+    "LogParams",
+    "Message",
+    "MessageDecoder",
+    "MessageStream",
+    "Method",
+    "MethodNotFound",
+    "NodeTypeInfo",
+    "Notification",
+    "ParseError",
+    "ParseFailure",
+    "PingParams",
+    "PingResult",
+    "PluginCancelled",
+    "PluginCrashed",
+    "PluginError",
+    "PluginTimeout",
+    "ProgressParams",
+    "RemoteError",
+    "Request",
+    "RequestId",
+    "RouteInfo",
+    "RpcSession",
+    "RuntimeContextWire",
+    "RuntimeEventsParams",
+    "RuntimeFinishParams",
+    "RuntimeFinishResult",
+    "RuntimeOpenParams",
+    "RuntimeOpenResult",
+    "SandboxError",
+    "ShutdownParams",
+    "SpecParams",
+    "SpecResult",
+    "SuccessResponse",
+    "ValidateItem",
+    "ValidateOutcome",
+    "ValidateParams",
+    "ValidateResult",
+    "ValidationIssue",
+    "WireError",
+    "decode_frame",
+    "encode_message",
+    "error_from_wire",
+    "error_to_wire",
+    "memory_message_pair",
+    "typed_decoder",
+]

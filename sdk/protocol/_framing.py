@@ -1,0 +1,176 @@
+"""Wire layer: newline-delimited JSON frames and the JSON-RPC 2.0 message structs.
+
+Contract: one UTF-8 JSON object per line (`\\n`, a trailing `\\r` tolerated, blank lines ignored).
+`MessageDecoder.feed` takes arbitrary byte chunks and returns the messages completed so far; a line
+that is not valid UTF-8, not JSON or not a JSON-RPC message becomes an in-band `ParseFailure`, and a
+line longer than the maximum frame size is discarded up to its newline and reported as an in-band
+`FrameTooLarge` failure. The decoder never raises on bad input. `params` and `result` stay raw
+(`msgspec.Raw`) until the session decodes them with the method's typed decoder.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+
+from ._errors import FrameTooLarge, ParseError, PluginError, WireError
+from ._methods import DEFAULT_MAX_FRAME_SIZE
+
+RequestId = int | str
+_NO_PARAMS = msgspec.Raw(b"")
+_HEAD = 256  # bytes of an oversize frame kept to find its id
+_ID_IN_HEAD = re.compile(rb'"id"\s*:\s*(-?\d+|"(?:[^"\\]|\\.)*")')
+
+
+class Request(msgspec.Struct):
+    id: RequestId
+    method: str
+    params: Any = msgspec.UNSET  # UNSET is never encoded: no params member at all
+    jsonrpc: str = "2.0"
+
+
+class Notification(msgspec.Struct):
+    method: str
+    params: Any = msgspec.UNSET
+    jsonrpc: str = "2.0"
+
+
+class SuccessResponse(msgspec.Struct):
+    id: RequestId
+    result: Any = None
+    jsonrpc: str = "2.0"
+
+
+class ErrorResponse(msgspec.Struct):
+    id: RequestId | None
+    error: WireError
+    jsonrpc: str = "2.0"
+
+
+class ParseFailure(msgspec.Struct):
+    """An in-band value for a frame that could not be decoded. `error` says why.
+
+    `id` is the request id read from the head of an oversize frame, when it could be read, so the
+    session can fail that one call instead of letting it run into its deadline.
+    """
+
+    error: PluginError
+    id: RequestId | None = None
+
+
+Message = Request | Notification | SuccessResponse | ErrorResponse
+
+
+class _Envelope(msgspec.Struct):
+    """Every member a JSON-RPC message may carry; which are present decides its kind."""
+
+    jsonrpc: str | msgspec.UnsetType = msgspec.UNSET
+    id: RequestId | msgspec.UnsetType | None = msgspec.UNSET
+    method: str | msgspec.UnsetType = msgspec.UNSET
+    params: msgspec.Raw = _NO_PARAMS
+    result: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    error: WireError | msgspec.UnsetType = msgspec.UNSET
+
+
+_envelope_decoder = msgspec.json.Decoder(_Envelope)
+_encoder = msgspec.json.Encoder()
+
+
+def encode_message(message: Message) -> bytes:
+    """One frame: the message's JSON and a newline."""
+    return _encoder.encode(message) + b"\n"
+
+
+def decode_frame(line: bytes) -> Message | ParseFailure:
+    """Decode one line (without its newline) into a message, or an in-band failure."""
+    try:
+        envelope = _envelope_decoder.decode(line)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+        return ParseFailure(ParseError(f"not a JSON-RPC message: {exc}"))
+    return _classify(envelope)
+
+
+def _classify(envelope: _Envelope) -> Message | ParseFailure:
+    if envelope.jsonrpc != "2.0":
+        return ParseFailure(ParseError('missing or wrong "jsonrpc" member (want "2.0")'))
+    request_id = envelope.id
+    if isinstance(envelope.method, str):
+        params = envelope.params if envelope.params else msgspec.UNSET
+        if request_id is msgspec.UNSET:
+            return Notification(method=envelope.method, params=params)
+        if request_id is None:
+            return ParseFailure(ParseError("a request id must be a number or a string"))
+        return Request(id=request_id, method=envelope.method, params=params)
+    if request_id is msgspec.UNSET:
+        return ParseFailure(ParseError("a message needs a method or an id"))
+    if isinstance(envelope.error, WireError):
+        return ErrorResponse(id=request_id, error=envelope.error)
+    if request_id is None or envelope.result is msgspec.UNSET:
+        return ParseFailure(ParseError("a response needs an id and a result or an error"))
+    return SuccessResponse(id=request_id, result=envelope.result)
+
+
+class MessageDecoder:
+    """Incremental NDJSON decoder with a maximum frame size. Never raises on bad input."""
+
+    def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+        self.max_frame_size = max_frame_size
+        self._buffer = bytearray()
+        self._discarding = False  # inside an oversize frame, dropping bytes up to its newline
+        self._head = b""  # the first bytes of the oversize frame being discarded
+
+    def feed(self, chunk: bytes) -> list[Message | ParseFailure]:
+        """Add bytes; return every message (or failure) completed by them, in order."""
+        out: list[Message | ParseFailure] = []
+        buffer = self._buffer
+        buffer += chunk
+        start = 0
+        while True:
+            end = buffer.find(b"\n", start)
+            if end < 0:
+                break
+            if self._discarding:
+                self._discarding = False
+                out.append(self._too_large(self._head))
+            else:
+                self._take_line(buffer, start, end, out)
+            start = end + 1
+        del buffer[:start]
+        if len(buffer) > self.max_frame_size:
+            if not self._discarding:
+                self._head = bytes(buffer[:_HEAD])
+            buffer.clear()
+            self._discarding = True
+        return out
+
+    def _take_line(
+        self, buffer: bytearray, start: int, end: int, out: list[Message | ParseFailure]
+    ) -> None:
+        stop = end - 1 if end > start and buffer[end - 1] == 0x0D else end
+        if stop - start > self.max_frame_size:
+            out.append(self._too_large(bytes(buffer[start : start + _HEAD])))
+        elif stop > start and not buffer[start:stop].isspace():
+            out.append(decode_frame(bytes(buffer[start:stop])))
+
+    def _too_large(self, head: bytes) -> ParseFailure:
+        error = FrameTooLarge(f"frame larger than the maximum of {self.max_frame_size} bytes")
+        return ParseFailure(error, id=_id_from_head(head))
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of an unfinished frame held in the buffer."""
+        return len(self._buffer)
+
+
+def _id_from_head(head: bytes) -> RequestId | None:
+    """The `id` member of a truncated frame, if it appears in the first bytes."""
+    match = _ID_IN_HEAD.search(head)
+    if match is None:
+        return None
+    try:
+        value = msgspec.json.decode(match.group(1))
+    except msgspec.DecodeError:
+        return None
+    return value if isinstance(value, int | str) else None

@@ -1,0 +1,145 @@
+"""Wire layer: message streams over byte streams (a subprocess's pipes) and in memory (tests).
+
+Contract: a `MessageStream` sends already-encoded frames and receives decoded messages or in-band
+`ParseFailure`s, raising `anyio.EndOfStream` once the peer has closed. `ByteMessageStream` adapts
+any pair of anyio byte streams; concurrent senders are coalesced into one write per burst, so
+pipelined calls cost one system call for many frames. `memory_message_pair()` joins two message
+streams through in-memory byte pipes that go through the same framing as a real pipe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from typing import Protocol
+
+import anyio
+import anyio.abc
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ._framing import Message, MessageDecoder, ParseFailure
+from ._methods import DEFAULT_MAX_FRAME_SIZE
+
+READ_CHUNK = 256 * 1024  # large reads: one system call drains many pipelined frames
+MAX_BUFFERED_WRITE = 8 * 1024 * 1024  # past this, senders wait for the pipe (backpressure)
+
+
+class MessageStream(Protocol):
+    """What a session needs from a transport."""
+
+    async def send(self, frame: bytes) -> None: ...
+
+    async def receive(self) -> Message | ParseFailure: ...
+
+    async def aclose(self) -> None: ...
+
+
+class ByteMessageStream:
+    """NDJSON messages over an anyio byte receive stream and byte send stream."""
+
+    def __init__(
+        self,
+        receive: anyio.abc.ByteReceiveStream,
+        send: anyio.abc.ByteSendStream,
+        *,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    ) -> None:
+        self._receive = receive
+        self._send = send
+        self._decoder = MessageDecoder(max_frame_size)
+        self._ready: deque[Message | ParseFailure] = deque()
+        self._outgoing: list[bytes] = []
+        self._outgoing_size = 0
+        self._flushing = False
+        self._drained = anyio.Event()
+        self._eof = False
+
+    @property
+    def max_frame_size(self) -> int:
+        return self._decoder.max_frame_size
+
+    @max_frame_size.setter
+    def max_frame_size(self, value: int) -> None:
+        self._decoder.max_frame_size = value
+
+    async def receive(self) -> Message | ParseFailure:
+        while not self._ready:
+            if self._eof:
+                raise anyio.EndOfStream
+            try:
+                chunk = await self._receive.receive(READ_CHUNK)
+            except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+                self._eof = True
+                continue
+            self._ready.extend(self._decoder.feed(chunk))
+        return self._ready.popleft()
+
+    async def send(self, frame: bytes) -> None:
+        """Queue a frame; the first sender of a burst writes everything queued meanwhile."""
+        self._outgoing.append(frame)
+        self._outgoing_size += len(frame)
+        if self._flushing:
+            if self._outgoing_size > MAX_BUFFERED_WRITE:
+                await self._drained.wait()
+            return
+        self._flushing = True
+        try:
+            while self._outgoing:
+                data = b"".join(self._outgoing)
+                self._outgoing.clear()
+                self._outgoing_size = 0
+                await self._send.send(data)
+        finally:
+            self._flushing = False
+            self._outgoing.clear()
+            self._drained.set()
+            self._drained = anyio.Event()
+
+    async def aclose(self) -> None:
+        with anyio.CancelScope(shield=True):
+            for stream in (self._send, self._receive):
+                with contextlib.suppress(
+                    anyio.BrokenResourceError, anyio.ClosedResourceError, OSError
+                ):
+                    await stream.aclose()
+
+
+class _MemoryByteReceive(anyio.abc.ByteReceiveStream):
+    def __init__(self, source: MemoryObjectReceiveStream[bytes]) -> None:
+        self._source = source
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        return await self._source.receive()
+
+    async def aclose(self) -> None:
+        await self._source.aclose()
+
+
+class _MemoryByteSend(anyio.abc.ByteSendStream):
+    def __init__(self, sink: MemoryObjectSendStream[bytes]) -> None:
+        self._sink = sink
+
+    async def send(self, item: bytes) -> None:
+        await self._sink.send(item)
+
+    async def aclose(self) -> None:
+        await self._sink.aclose()
+
+
+def memory_message_pair(
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+) -> tuple[ByteMessageStream, ByteMessageStream]:
+    """Two connected message streams (A's sends arrive at B and back), for tests."""
+    a_to_b_send, a_to_b_receive = anyio.create_memory_object_stream[bytes](1024)
+    b_to_a_send, b_to_a_receive = anyio.create_memory_object_stream[bytes](1024)
+    a = ByteMessageStream(
+        _MemoryByteReceive(b_to_a_receive),
+        _MemoryByteSend(a_to_b_send),
+        max_frame_size=max_frame_size,
+    )
+    b = ByteMessageStream(
+        _MemoryByteReceive(a_to_b_receive),
+        _MemoryByteSend(b_to_a_send),
+        max_frame_size=max_frame_size,
+    )
+    return a, b
