@@ -1,0 +1,81 @@
+"""Server layer: claim stdio for the wire before any plugin code runs, and open the wire streams.
+
+Contract: after `claim_stdio()`, fd 1 is a copy of stderr (so `print()`, C extensions and
+grandchildren write to the log, never to the wire), fd 0 reads /dev/null, and the wire uses private
+non-inheritable duplicates of the original stdin and stdout. `open_wire` turns those two fds into
+anyio byte streams on the asyncio loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from dataclasses import dataclass
+
+import anyio
+import anyio.abc
+
+
+@dataclass(frozen=True)
+class WireFds:
+    read_fd: int
+    write_fd: int
+
+
+def claim_stdio() -> WireFds:
+    """Move the wire off fds 0/1: private dups for the wire, fd 1 -> stderr, fd 0 -> /dev/null."""
+    wire = WireFds(read_fd=os.dup(0), write_fd=os.dup(1))  # os.dup: non-inheritable
+    sys.stdout.flush()
+    os.dup2(2, 1)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+    sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
+    return wire
+
+
+class _PipeReceive(anyio.abc.ByteReceiveStream):
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self._reader = reader
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        data = await self._reader.read(max_bytes)
+        if not data:
+            raise anyio.EndOfStream
+        return data
+
+    async def aclose(self) -> None:
+        self._reader.feed_eof()
+
+
+class _PipeSend(anyio.abc.ByteSendStream):
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+
+    async def send(self, item: bytes) -> None:
+        try:
+            self._writer.write(item)
+            await self._writer.drain()
+        except (ConnectionError, RuntimeError) as exc:
+            raise anyio.BrokenResourceError from exc
+
+    async def aclose(self) -> None:
+        self._writer.close()
+
+
+async def open_wire(
+    fds: WireFds,
+) -> tuple[anyio.abc.ByteReceiveStream, anyio.abc.ByteSendStream]:
+    """Byte streams over the wire fds, driven by the running asyncio loop."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=2**24)
+    await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fds.read_fd, "rb", 0)
+    )
+    transport, protocol = await loop.connect_write_pipe(
+        asyncio.streams.FlowControlMixin, os.fdopen(fds.write_fd, "wb", 0)
+    )
+    writer = asyncio.StreamWriter(transport, protocol, None, loop)
+    return _PipeReceive(reader), _PipeSend(writer)

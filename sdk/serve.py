@@ -1,0 +1,97 @@
+"""Server layer: `python -m sdk.serve <import-package>`, the entry point the host spawns.
+
+Contract: refuses to run without the host's cookie (one line on stderr, exit 2). Claims stdio
+before importing any plugin code, installs the in-process import aliases when `PLUGBOX_COMPAT=1`,
+imports the package (an import crash is reported to the host by failing `initialize` with the
+traceback), then serves the wire until `shutdown` or stdin EOF, which is how a plugin dies with
+its host. Environment: PLUGBOX_COOKIE, PLUGBOX_COMPAT, PLUGBOX_PLUGIN_NAME, PLUGBOX_LOG_LEVEL,
+PLUGBOX_PACKAGE_VERSION, PLUGBOX_MAX_FRAME_SIZE.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import anyio
+import anyio.lowlevel
+
+from ._compat import install_compat_aliases
+from ._logging import configure_logging
+from ._package import IntegrationPackageSpec, load_package
+from ._redact import SecretRedactor
+from ._server import PluginServer
+from ._stdio import WireFds, claim_stdio, open_wire
+from .protocol import DEFAULT_MAX_FRAME_SIZE, ByteMessageStream, RpcSession
+
+COOKIE_ENV = "PLUGBOX_COOKIE"
+COOKIE_VALUE = "plugbox-plugin-4b1d7e0c9a6f"  # not a secret: it only stops accidental runs
+NOT_BY_HAND = (
+    "this is a plugbox plugin; the plugbox host starts it "
+    f"(missing or wrong {COOKIE_ENV}; see docs/protocol.md)"
+)
+_REPLY_CHECKPOINTS = 3  # loop turns that let the `shutdown` reply reach the pipe before closing
+
+logger = logging.getLogger("plugbox.sdk.serve")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if os.environ.get(COOKIE_ENV) != COOKIE_VALUE:
+        print(NOT_BY_HAND, file=sys.stderr)
+        return 2
+    if len(args) != 1:
+        print("usage: python -m sdk.serve <import-package>", file=sys.stderr)
+        return 2
+    wire = claim_stdio()  # before any plugin code can print
+    redactor = SecretRedactor()
+    configure_logging(redactor, os.environ.get("PLUGBOX_LOG_LEVEL", "INFO"))
+    anyio.run(serve, args[0], wire, redactor, backend="asyncio")
+    logging.shutdown()
+    # Worker threads still running an author's sync handler must not keep a dead plugin alive.
+    os._exit(0)
+
+
+def import_plugin(import_name: str) -> tuple[IntegrationPackageSpec | None, BaseException | None]:
+    if os.environ.get("PLUGBOX_COMPAT") == "1":
+        install_compat_aliases()
+    try:
+        return load_package(import_name), None
+    except BaseException as exc:  # the import boundary: report to the host, never die silently
+        logger.error("importing %r failed", import_name, exc_info=exc)
+        return None, exc
+
+
+async def serve(import_name: str, wire: WireFds, redactor: SecretRedactor) -> None:
+    """Serve the package on the wire fds until shutdown or EOF."""
+    package, error = import_plugin(import_name)
+    max_frame = int(os.environ.get("PLUGBOX_MAX_FRAME_SIZE", DEFAULT_MAX_FRAME_SIZE))
+    receive, send = await open_wire(wire)
+    session = RpcSession(
+        ByteMessageStream(receive, send, max_frame_size=max_frame),
+        name=os.environ.get("PLUGBOX_PLUGIN_NAME", "host"),
+        max_frame_size=max_frame,
+    )
+    server = PluginServer(
+        package,
+        import_error=error,
+        redactor=redactor,
+        package_version=os.environ.get("PLUGBOX_PACKAGE_VERSION", "0.0.0"),
+    )
+    server.attach(session)
+    async with anyio.create_task_group() as group:
+        group.start_soon(_close_on_shutdown, server, session)
+        await session.run()  # returns at stdin EOF, or once `shutdown` closed the session
+        group.cancel_scope.cancel()
+
+
+async def _close_on_shutdown(server: PluginServer, session: RpcSession) -> None:
+    await server.shutdown_requested.wait()
+    for _ in range(_REPLY_CHECKPOINTS):
+        await anyio.lowlevel.checkpoint()
+    await session.aclose()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
