@@ -29,7 +29,7 @@ class RoutesApp:
             RouteInfo(
                 path=path,
                 methods=sorted(method.upper() for method in operations),
-                name=str(next(iter(operations.values()), {}).get("operationId", "")),
+                name=_operation_id(operations),
             )
             for path, operations in paths.items()
         ]
@@ -60,6 +60,11 @@ class RoutesApp:
         return HttpResponseResult(
             status=response.status, headers=response.headers, body=b"".join(response.body)
         )
+
+
+def _operation_id(operations: dict[str, Any]) -> str:
+    first: dict[str, Any] = next(iter(operations.values()), {})
+    return str(first.get("operationId", ""))
 
 
 def _receiver(body: bytes) -> Any:
