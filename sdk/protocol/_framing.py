@@ -86,6 +86,7 @@ def encode_message(message: Message) -> bytes:
 def decode_frame(line: bytes) -> Message | ParseFailure:
     """Decode one line (without its newline) into a message, or an in-band failure."""
     try:
+        line.decode("utf-8")  # raw params/results are not checked by the envelope decoder
         envelope = _envelope_decoder.decode(line)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         return ParseFailure(ParseError(f"not a JSON-RPC message: {exc}"))
