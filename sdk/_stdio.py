@@ -13,8 +13,9 @@ import os
 import sys
 from dataclasses import dataclass
 
-import anyio
 import anyio.abc
+
+from .protocol import AsyncioReceiveStream, AsyncioSendStream
 
 
 @dataclass(frozen=True)
@@ -36,35 +37,6 @@ def claim_stdio() -> WireFds:
     return wire
 
 
-class _PipeReceive(anyio.abc.ByteReceiveStream):
-    def __init__(self, reader: asyncio.StreamReader) -> None:
-        self._reader = reader
-
-    async def receive(self, max_bytes: int = 65536) -> bytes:
-        data = await self._reader.read(max_bytes)
-        if not data:
-            raise anyio.EndOfStream
-        return data
-
-    async def aclose(self) -> None:
-        self._reader.feed_eof()
-
-
-class _PipeSend(anyio.abc.ByteSendStream):
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
-        self._writer = writer
-
-    async def send(self, item: bytes) -> None:
-        try:
-            self._writer.write(item)
-            await self._writer.drain()
-        except (ConnectionError, RuntimeError) as exc:
-            raise anyio.BrokenResourceError from exc
-
-    async def aclose(self) -> None:
-        self._writer.close()
-
-
 async def open_wire(
     fds: WireFds,
 ) -> tuple[anyio.abc.ByteReceiveStream, anyio.abc.ByteSendStream]:
@@ -78,4 +50,4 @@ async def open_wire(
         asyncio.streams.FlowControlMixin, os.fdopen(fds.write_fd, "wb", 0)
     )
     writer = asyncio.StreamWriter(transport, protocol, None, loop)
-    return _PipeReceive(reader), _PipeSend(writer)
+    return AsyncioReceiveStream(reader), AsyncioSendStream(writer)

@@ -75,6 +75,8 @@ from ._methods import ValidationIssue as ValidationIssue
 from ._session import Handler as Handler
 from ._session import RpcSession as RpcSession
 from ._session import typed_decoder as typed_decoder
+from ._streams import AsyncioReceiveStream as AsyncioReceiveStream
+from ._streams import AsyncioSendStream as AsyncioSendStream
 from ._streams import ByteMessageStream as ByteMessageStream
 from ._streams import MessageStream as MessageStream
 from ._streams import memory_message_pair as memory_message_pair
@@ -85,6 +87,8 @@ __all__ = [
     "PROTOCOL_VERSION",
     "SUPPORTED_PROTOCOL_VERSIONS",
     "Artifact",
+    "AsyncioReceiveStream",
+    "AsyncioSendStream",
     "ByteMessageStream",
     "CancelParams",
     "Capabilities",

@@ -9,6 +9,7 @@ streams through in-memory byte pipes that go through the same framing as a real 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections import deque
 from typing import Protocol
@@ -102,6 +103,39 @@ class ByteMessageStream:
                     anyio.BrokenResourceError, anyio.ClosedResourceError, OSError
                 ):
                     await stream.aclose()
+
+
+class AsyncioReceiveStream(anyio.abc.ByteReceiveStream):
+    """An anyio byte stream over an asyncio `StreamReader` (a pipe of the running loop)."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self._reader = reader
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        data = await self._reader.read(max_bytes)
+        if not data:
+            raise anyio.EndOfStream
+        return data
+
+    async def aclose(self) -> None:
+        self._reader.feed_eof()
+
+
+class AsyncioSendStream(anyio.abc.ByteSendStream):
+    """An anyio byte stream over an asyncio `StreamWriter`; a broken pipe is BrokenResourceError."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+
+    async def send(self, item: bytes) -> None:
+        try:
+            self._writer.write(item)
+            await self._writer.drain()
+        except (ConnectionError, RuntimeError) as exc:
+            raise anyio.BrokenResourceError from exc
+
+    async def aclose(self) -> None:
+        self._writer.close()
 
 
 class _MemoryByteReceive(anyio.abc.ByteReceiveStream):

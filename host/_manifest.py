@@ -1,0 +1,172 @@
+"""Discovery layer: `plugin.toml` manifests, validated, one plugin per directory.
+
+Contract: every directory under the plugins root holding a `plugin.toml` is a plugin. A manifest
+is validated strictly (unknown keys refused, every limit defaulted); a broken one becomes a
+`DiscoveryError` naming the file, the key and the problem, and the other plugins still load. Two
+plugins claiming the same name or import package are both reported, by path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+MANIFEST_FILE = "plugin.toml"
+Phase = Literal["qa", "integration", "webhook"]
+PHASE_ORDER: tuple[Phase, ...] = ("qa", "integration", "webhook")
+SandboxPolicyName = Literal["strict", "standard", "off"]
+_IDENTIFIER = r"^[a-z][a-z0-9_]{0,63}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Permissions(_Strict):
+    network: bool = False  # outbound network; loopback included
+    env: tuple[str, ...] = ()  # host environment keys passed through to the plugin
+    writable_paths: tuple[str, ...] = ()  # extra writable paths besides the data directory
+
+
+class Limits(_Strict):
+    memory_mb: int = Field(512, ge=32)
+    cpu_seconds: int = Field(300, ge=1)  # CPU time over the process's life, not wall time
+    open_files: int = Field(256, ge=16)
+    file_size_mb: int = Field(64, ge=1)
+    pids: int = Field(64, ge=4)
+    call_timeout_s: float = Field(10.0, gt=0)
+    startup_timeout_s: float = Field(20.0, gt=0)
+    completion_timeout_s: float = Field(60.0, gt=0)
+
+
+class CompletionPolicy(_Strict):
+    phase: Phase = "integration"
+    max_attempts: int = Field(3, ge=1, le=20)
+    backoff_s: float = Field(0.5, ge=0)
+
+
+class Manifest(_Strict):
+    """One plugin's manifest. `directory` is filled in by discovery."""
+
+    name: str = Field(pattern=_IDENTIFIER)
+    version: str = "0.0.0"
+    package: str = Field(pattern=_IDENTIFIER)
+    requirements: tuple[str, ...] = ()
+    python: str | None = None  # an interpreter path; default: the host's base interpreter
+    compat: bool = False  # alias the in-process framework's import paths inside the plugin
+    sandbox_policy: SandboxPolicyName | None = None  # overrides the host's policy
+    permissions: Permissions = Permissions()
+    limits: Limits = Limits()
+    completion: CompletionPolicy = CompletionPolicy()
+    directory: Path = Path()
+
+    def source_hash(self) -> str:
+        """A content hash of the manifest and every file of the plugin's package."""
+        digest = hashlib.sha256()
+        for path in sorted(self._source_files()):
+            digest.update(str(path.relative_to(self.directory)).encode())
+            digest.update(path.read_bytes())
+        return digest.hexdigest()
+
+    def _source_files(self) -> list[Path]:
+        files = [self.directory / MANIFEST_FILE]
+        package_dir = self.directory / self.package
+        if package_dir.is_dir():
+            files += [
+                p for p in package_dir.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+            ]
+        return files
+
+
+@dataclass(frozen=True)
+class DiscoveryError:
+    """A plugin that could not be loaded: its path, the key at fault, and what is wrong."""
+
+    path: Path
+    key: str
+    message: str
+
+    @property
+    def name(self) -> str:
+        return self.path.parent.name
+
+    def __str__(self) -> str:
+        where = f"{self.path}" + (f" [{self.key}]" if self.key else "")
+        return f"{where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Discovery:
+    manifests: dict[str, Manifest]
+    errors: list[DiscoveryError]
+
+
+def load_manifest(directory: Path) -> Manifest:
+    """Read and validate one plugin directory's manifest; raises `ManifestError`."""
+    path = directory / MANIFEST_FILE
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ManifestError(DiscoveryError(path, "", f"cannot read: {exc}")) from None
+    try:
+        manifest = Manifest.model_validate({**raw, "directory": directory.resolve()})
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        key = ".".join(str(part) for part in first["loc"])
+        raise ManifestError(DiscoveryError(path, key, first["msg"])) from None
+    if not (directory / manifest.package / "__init__.py").is_file():
+        problem = f"import package {manifest.package!r} not found ({manifest.package}/__init__.py)"
+        raise ManifestError(DiscoveryError(path, "package", problem))
+    return manifest
+
+
+class ManifestError(ValueError):
+    def __init__(self, error: DiscoveryError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def discover(root: Path) -> Discovery:
+    """Every valid plugin under `root` by name (sorted), and every broken one as an error."""
+    manifests: dict[str, Manifest] = {}
+    errors: list[DiscoveryError] = []
+    claimed: dict[str, Path] = {}
+    candidates = sorted(p.parent for p in root.glob(f"*/{MANIFEST_FILE}")) if root.is_dir() else []
+    for directory in candidates:
+        try:
+            manifest = load_manifest(directory)
+        except ManifestError as exc:
+            errors.append(exc.error)
+            continue
+        clash = _clash(manifest, claimed)
+        if clash:
+            errors.append(clash)
+            manifests.pop(manifest.name, None)
+            continue
+        manifests[manifest.name] = manifest
+        claimed[f"name:{manifest.name}"] = directory
+        claimed[f"package:{manifest.package}"] = directory
+    return Discovery(dict(sorted(manifests.items())), errors)
+
+
+def _clash(manifest: Manifest, claimed: dict[str, Path]) -> DiscoveryError | None:
+    for key in (f"name:{manifest.name}", f"package:{manifest.package}"):
+        other = claimed.get(key)
+        if other is not None:
+            kind, value = key.split(":", 1)
+            return DiscoveryError(
+                manifest.directory / MANIFEST_FILE,
+                kind,
+                f"{kind} {value!r} is claimed by both {other} and {manifest.directory}",
+            )
+    return None
+
+
+def valid_identifier(text: str) -> bool:
+    return re.match(_IDENTIFIER, text) is not None

@@ -1,0 +1,107 @@
+"""Sandbox layer: the runner seam — what to launch, and the running process it gives back.
+
+Contract: `LaunchSpec` says what to run and under which limits and permissions; a launch returns a
+`RunningProcess` with the pid, three byte streams, `wait()`, `kill_group(sig)` (the whole process
+group, grandchildren included), `cleanup()` and `diagnose(returncode, stderr_tail)`, which turns a
+death caused by a sandbox limit into a `LimitExceeded` naming the limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio.abc
+
+from sdk.protocol import AsyncioReceiveStream, AsyncioSendStream, LimitExceeded
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    memory_mb: int | None = None
+    cpu_seconds: int | None = None
+    open_files: int | None = None
+    file_size_mb: int | None = None
+    pids: int | None = None
+
+
+@dataclass(frozen=True)
+class SandboxPermissions:
+    network: bool = False
+    env_keys: tuple[str, ...] = ()
+    writable_paths: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """One plugin process to start. `env` is what the supervisor adds to the allowlist."""
+
+    name: str
+    argv: list[str]
+    data_dir: Path
+    plugin_dir: Path
+    venv_dir: Path | None = None
+    read_only_paths: tuple[Path, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    host_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    limits: SandboxLimits = SandboxLimits()
+    permissions: SandboxPermissions = SandboxPermissions()
+
+
+Diagnoser = Callable[[int, str], LimitExceeded | None]
+
+
+class RunningProcess:
+    """A launched plugin process (asyncio subprocess underneath, anyio streams on top)."""
+
+    def __init__(
+        self,
+        process: asyncio.subprocess.Process,
+        *,
+        name: str,
+        layers: tuple[str, ...],
+        diagnosers: list[Diagnoser],
+        cleanups: list[Callable[[], Awaitable[None]]],
+    ) -> None:
+        assert process.stdin is not None
+        assert process.stdout is not None
+        assert process.stderr is not None
+        self._process = process
+        self.name = name
+        self.pid = process.pid
+        self.layers = layers
+        self.stdin: anyio.abc.ByteSendStream = AsyncioSendStream(process.stdin)
+        self.stdout: anyio.abc.ByteReceiveStream = AsyncioReceiveStream(process.stdout)
+        self.stderr: anyio.abc.ByteReceiveStream = AsyncioReceiveStream(process.stderr)
+        self._diagnosers = diagnosers
+        self._cleanups = cleanups
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode
+
+    async def wait(self) -> int:
+        return await self._process.wait()
+
+    def kill_group(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the plugin's whole process group (it leads its own session)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, sig)
+
+    async def cleanup(self) -> None:
+        for step in self._cleanups:
+            await step()
+
+    def diagnose(self, returncode: int, stderr_tail: str = "") -> LimitExceeded | None:
+        for diagnoser in self._diagnosers:
+            verdict = diagnoser(returncode, stderr_tail)
+            if verdict is not None:
+                return verdict
+        return None

@@ -1,0 +1,133 @@
+"""Sandbox layer 3 (when available): a cgroup per plugin for memory and process limits.
+
+Contract: supports cgroup v2 (`memory.max`, `pids.max`, `memory.events`) and v1 as on hybrid
+machines (`memory.limit_in_bytes` and `memory.memsw.limit_in_bytes`, `pids.max`,
+`memory.oom_control`, `pids.events`). The child joins its group between fork and exec, so no
+plugin code runs outside it. The OOM and pids counters say with certainty that a limit killed the
+plugin. The group is removed at cleanup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from sdk.protocol import LimitExceeded
+
+from ._base import MIB, SandboxLimits
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+GROUP_PARENT = "plugbox"
+
+
+@dataclass(frozen=True)
+class CgroupSupport:
+    version: int  # 1 or 2
+    memory: Path  # the directory under which per-plugin memory groups are made
+    pids: Path
+
+
+def detect_cgroups(root: Path = CGROUP_ROOT) -> CgroupSupport | None:
+    """Which cgroup version is usable here (writable, with memory and pids controllers)."""
+    controllers = root / "cgroup.controllers"
+    if controllers.exists():
+        wanted = {"memory", "pids"} <= set(controllers.read_text().split())
+        if wanted and os.access(root, os.W_OK):
+            return CgroupSupport(2, root / GROUP_PARENT, root / GROUP_PARENT)
+        return None
+    memory, pids = root / "memory", root / "pids"
+    present = (memory / "memory.limit_in_bytes").exists() and (pids / "cgroup.procs").exists()
+    if present and os.access(memory, os.W_OK) and os.access(pids, os.W_OK):
+        return CgroupSupport(1, memory / GROUP_PARENT, pids / GROUP_PARENT)
+    return None
+
+
+class PluginCgroup:
+    """The group(s) of one plugin process."""
+
+    def __init__(self, support: CgroupSupport, name: str, limits: SandboxLimits) -> None:
+        self.support = support
+        self.name = name
+        self.limits = limits
+        leaf = f"{name}-{uuid.uuid4().hex[:8]}"
+        self.memory_dir = support.memory / leaf
+        self.pids_dir = support.pids / leaf
+
+    def create(self) -> None:
+        if self.support.version == 2:
+            _enable_controllers(self.support.memory.parent, self.support.memory)
+        for directory in {self.memory_dir, self.pids_dir}:
+            directory.mkdir(parents=True, exist_ok=True)
+        memory = (self.limits.memory_mb or 0) * MIB
+        if self.support.version == 2:
+            self._write(self.memory_dir / "memory.max", memory or "max")
+            self._write(self.memory_dir / "memory.swap.max", 0, optional=True)
+        elif memory:
+            self._write(self.memory_dir / "memory.limit_in_bytes", memory)
+            self._write(self.memory_dir / "memory.memsw.limit_in_bytes", memory, optional=True)
+        if self.limits.pids:
+            self._write(self.pids_dir / "pids.max", self.limits.pids)
+
+    def join_current_process(self) -> None:
+        """Runs in the child before exec: move this process into the group(s)."""
+        pid = str(os.getpid())
+        for directory in {self.memory_dir, self.pids_dir}:
+            with open(directory / "cgroup.procs", "w", encoding="ascii") as stream:
+                stream.write(pid)
+
+    def diagnose(self, returncode: int, stderr_tail: str) -> LimitExceeded | None:
+        if self._counter(self.memory_dir / _oom_file(self.support.version), "oom_kill") > 0:
+            what = f"memory limit {self.limits.memory_mb} MiB exceeded"
+            return LimitExceeded(
+                f"plugin {self.name!r} killed: {what}", plugin=self.name, data={"limit": "memory"}
+            )
+        if self._counter(self.pids_dir / "pids.events", "max") > 0:
+            what = f"process limit {self.limits.pids} exceeded"
+            return LimitExceeded(
+                f"plugin {self.name!r} stopped: {what}", plugin=self.name, data={"limit": "pids"}
+            )
+        return None
+
+    async def remove(self) -> None:
+        for directory in {self.memory_dir, self.pids_dir}:
+            _kill_members(directory)
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+
+    @staticmethod
+    def _counter(path: Path, key: str) -> int:
+        with contextlib.suppress(OSError, ValueError):
+            for line in path.read_text().splitlines():
+                name, _, value = line.partition(" ")
+                if name == key:
+                    return int(value)
+        return 0
+
+    @staticmethod
+    def _write(path: Path, value: object, *, optional: bool = False) -> None:
+        try:
+            path.write_text(str(value))
+        except OSError:
+            if not optional:
+                raise
+
+
+def _oom_file(version: int) -> str:
+    return "memory.events" if version == 2 else "memory.oom_control"
+
+
+def _enable_controllers(root: Path, parent: Path) -> None:
+    parent.mkdir(exist_ok=True)
+    for directory in (root, parent):
+        with contextlib.suppress(OSError):
+            (directory / "cgroup.subtree_control").write_text("+memory +pids")
+
+
+def _kill_members(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        for pid in (directory / "cgroup.procs").read_text().split():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), 9)

@@ -1,0 +1,181 @@
+"""Sandbox layer: the policy, the layers this machine really has, and `launch`.
+
+Contract: `probe_layers()` tries each layer (a real process under bwrap, a real cgroup created and
+removed) and caches the answer. `launch(spec, policy)` starts a plugin with layer 1 always (except
+environment-only under `off`), plus bubblewrap and the cgroup when the policy and the machine allow:
+`strict` refuses to start when a layer is missing (SandboxError saying which and how to get it),
+`standard` uses what exists and warns once per missing layer, `off` is for local development and
+says so loudly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import subprocess
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sdk.protocol import SandboxError
+
+from ._base import Diagnoser, LaunchSpec, RunningProcess, SandboxLimits
+from ._bwrap import bwrap_argv, bwrap_path
+from ._cgroup import CgroupSupport, PluginCgroup, detect_cgroups
+from ._limits import diagnose_rlimits, make_preexec, plugin_environment
+
+logger = logging.getLogger("plugbox.sandbox")
+PROBE_TIMEOUT_S = 10.0  # a bwrap probe is a 50 ms affair; anything slower is broken
+LAYER_PROCESS, LAYER_BWRAP, LAYER_CGROUP = "process", "bwrap", "cgroup"
+_HINTS = {
+    LAYER_BWRAP: "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap)",
+    LAYER_CGROUP: "run the host as root (or with a delegated cgroup) on a machine with the "
+    "memory and pids controllers",
+}
+
+
+class SandboxPolicy(StrEnum):
+    strict = "strict"
+    standard = "standard"
+    off = "off"
+
+
+@dataclass(frozen=True)
+class LayerStatus:
+    name: str
+    available: bool
+    detail: str
+    hint: str = ""
+
+
+@functools.cache
+def probe_layers() -> tuple[LayerStatus, ...]:
+    """The layers, each tried for real on this machine (cached per process)."""
+    return (
+        LayerStatus(LAYER_PROCESS, True, "env allowlist, rlimits, own process group, pdeathsig"),
+        _probe_bwrap(),
+        _probe_cgroup(),
+    )
+
+
+def _probe_bwrap() -> LayerStatus:
+    executable = bwrap_path()
+    if executable is None:
+        return LayerStatus(LAYER_BWRAP, False, "bwrap not found on PATH", _HINTS[LAYER_BWRAP])
+    argv = [executable, "--die-with-parent", "--unshare-pid", "--unshare-net"]
+    argv += ["--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--", "/bin/true"]
+    try:
+        done = subprocess.run(argv, capture_output=True, timeout=PROBE_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return LayerStatus(LAYER_BWRAP, False, f"bwrap failed to run: {exc}", _HINTS[LAYER_BWRAP])
+    if done.returncode != 0:
+        reason = done.stderr.decode(errors="replace").strip()[:200]
+        return LayerStatus(LAYER_BWRAP, False, f"bwrap refused: {reason}", _HINTS[LAYER_BWRAP])
+    return LayerStatus(LAYER_BWRAP, True, f"{executable}: namespaces for pid, net, ipc, uts")
+
+
+def _probe_cgroup() -> LayerStatus:
+    support = detect_cgroups()
+    if support is None:
+        return LayerStatus(
+            LAYER_CGROUP, False, "no writable cgroup with memory+pids", _HINTS[LAYER_CGROUP]
+        )
+    group = PluginCgroup(support, "probe", SandboxLimits(memory_mb=64, pids=8))
+    try:
+        group.create()
+    except OSError as exc:
+        return LayerStatus(
+            LAYER_CGROUP, False, f"cannot create a group: {exc}", _HINTS[LAYER_CGROUP]
+        )
+    finally:
+        _remove_sync(group)
+    return LayerStatus(LAYER_CGROUP, True, f"cgroup v{support.version} memory + pids")
+
+
+def _remove_sync(group: PluginCgroup) -> None:
+    for directory in {group.memory_dir, group.pids_dir}:
+        with contextlib.suppress(OSError):
+            directory.rmdir()
+
+
+def layers_for(policy: SandboxPolicy, *, name: str) -> tuple[str, ...]:
+    """The layers to use for one plugin under `policy`; raises SandboxError under strict."""
+    if policy is SandboxPolicy.off:
+        _warn_once(f"sandbox policy 'off': plugin {name!r} runs UNSANDBOXED (development only)")
+        return ()
+    status = {layer.name: layer for layer in probe_layers()}
+    missing = [layer for layer in (LAYER_BWRAP, LAYER_CGROUP) if not status[layer].available]
+    if missing and policy is SandboxPolicy.strict:
+        details = "; ".join(f"{m}: {status[m].detail} ({status[m].hint})" for m in missing)
+        raise SandboxError(
+            f"strict sandbox policy refuses to start: missing {details}", plugin=name
+        )
+    for layer in missing:
+        _warn_once(
+            f"sandbox layer {layer!r} unavailable ({status[layer].detail}); {status[layer].hint}"
+        )
+    return (
+        LAYER_PROCESS,
+        *(layer for layer in (LAYER_BWRAP, LAYER_CGROUP) if layer not in missing),
+    )
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    logger.warning(message)
+
+
+async def launch(
+    spec: LaunchSpec, policy: SandboxPolicy = SandboxPolicy.standard
+) -> RunningProcess:
+    """Start the plugin process under the layers the policy and the machine give."""
+    layers = layers_for(policy, name=spec.name)
+    env = plugin_environment(spec)
+    if not layers:
+        preexec = make_preexec(SandboxLimits())
+        return await _spawn(spec, spec.argv, env, preexec, (), [], [])
+    diagnosers: list[Diagnoser] = [diagnose_rlimits(spec.name, spec.limits)]
+    cleanups: list[Callable[[], Awaitable[None]]] = []
+    steps: list[Callable[[], None]] = []
+    if LAYER_CGROUP in layers:
+        support = detect_cgroups()
+        assert isinstance(support, CgroupSupport)
+        group = PluginCgroup(support, spec.name, spec.limits)
+        group.create()
+        steps.append(group.join_current_process)
+        diagnosers.insert(0, group.diagnose)
+        cleanups.append(group.remove)
+    argv = spec.argv
+    if LAYER_BWRAP in layers:
+        executable = bwrap_path()
+        assert executable is not None
+        argv = bwrap_argv(spec, executable)
+    preexec = make_preexec(spec.limits, steps)
+    return await _spawn(spec, argv, env, preexec, layers, diagnosers, cleanups)
+
+
+async def _spawn(
+    spec: LaunchSpec,
+    argv: list[str],
+    env: dict[str, str],
+    preexec: Callable[[], None],
+    layers: tuple[str, ...],
+    diagnosers: list[Diagnoser],
+    cleanups: list[Callable[[], Awaitable[None]]],
+) -> RunningProcess:
+    spec.data_dir.mkdir(parents=True, exist_ok=True)
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=spec.data_dir,
+        env=env,
+        preexec_fn=preexec,
+        limit=2**24,
+    )
+    return RunningProcess(
+        process, name=spec.name, layers=layers, diagnosers=diagnosers, cleanups=cleanups
+    )
