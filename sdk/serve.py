@@ -23,10 +23,16 @@ from ._package import IntegrationPackageSpec, load_package
 from ._redact import SecretRedactor
 from ._server import PluginServer
 from ._stdio import WireFds, claim_stdio, open_wire
-from .protocol import DEFAULT_MAX_FRAME_SIZE, ByteMessageStream, RpcSession
+from .protocol import (
+    DEFAULT_MAX_FRAME_SIZE,
+    PLUGIN_COOKIE_ENV,
+    PLUGIN_COOKIE_VALUE,
+    ByteMessageStream,
+    RpcSession,
+)
 
-COOKIE_ENV = "PLUGBOX_COOKIE"
-COOKIE_VALUE = "plugbox-plugin-4b1d7e0c9a6f"  # not a secret: it only stops accidental runs
+COOKIE_ENV = PLUGIN_COOKIE_ENV
+COOKIE_VALUE = PLUGIN_COOKIE_VALUE
 NOT_BY_HAND = (
     "this is a plugbox plugin; the plugbox host starts it "
     f"(missing or wrong {COOKIE_ENV}; see docs/protocol.md)"

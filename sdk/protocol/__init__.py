@@ -36,6 +36,8 @@ from ._framing import SuccessResponse as SuccessResponse
 from ._framing import decode_frame as decode_frame
 from ._framing import encode_message as encode_message
 from ._methods import DEFAULT_MAX_FRAME_SIZE as DEFAULT_MAX_FRAME_SIZE
+from ._methods import PLUGIN_COOKIE_ENV as PLUGIN_COOKIE_ENV
+from ._methods import PLUGIN_COOKIE_VALUE as PLUGIN_COOKIE_VALUE
 from ._methods import PROTOCOL_VERSION as PROTOCOL_VERSION
 from ._methods import SUPPORTED_PROTOCOL_VERSIONS as SUPPORTED_PROTOCOL_VERSIONS
 from ._methods import Artifact as Artifact
@@ -84,6 +86,8 @@ from ._streams import memory_message_pair as memory_message_pair
 __all__ = [
     "ALL_EVENT_KINDS",
     "DEFAULT_MAX_FRAME_SIZE",
+    "PLUGIN_COOKIE_ENV",
+    "PLUGIN_COOKIE_VALUE",
     "PROTOCOL_VERSION",
     "SUPPORTED_PROTOCOL_VERSIONS",
     "Artifact",

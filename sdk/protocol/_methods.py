@@ -16,6 +16,10 @@ import msgspec
 PROTOCOL_VERSION: Final = "1"
 SUPPORTED_PROTOCOL_VERSIONS: Final = ("1",)
 DEFAULT_MAX_FRAME_SIZE: Final = 16 * 1024 * 1024  # 16 MiB: a snapshot or a report, never a stream
+# The host sets this variable; a plugin server refuses to run without it. Not a secret: it only
+# stops a plugin from being started by hand, where it would wait forever on a terminal.
+PLUGIN_COOKIE_ENV: Final = "PLUGBOX_COOKIE"
+PLUGIN_COOKIE_VALUE: Final = "plugbox-plugin-4b1d7e0c9a6f"
 
 
 class Method:

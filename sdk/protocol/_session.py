@@ -110,6 +110,7 @@ class RpcSession:
         self._inbound: dict[RequestId, anyio.CancelScope] = {}
         self._next_id = 0
         self._closed: PluginError | None = None
+        self._closed_event = anyio.Event()
         self._task_group: anyio.abc.TaskGroup | None = None
 
     # -- registration ---------------------------------------------------------------------------
@@ -173,9 +174,14 @@ class RpcSession:
         self._close(ConnectionClosed("connection closed by this side", plugin=self.name))
         await self._stream.aclose()
 
+    async def wait_closed(self) -> None:
+        """Return once the session has closed (stream ended or `aclose`)."""
+        await self._closed_event.wait()
+
     def _close(self, error: PluginError) -> None:
         if self._closed is None:
             self._closed = error
+            self._closed_event.set()
         pending, self._pending = self._pending, {}
         for waiter in pending.values():
             waiter.error = ConnectionClosed(error.message, plugin=self.name)

@@ -1,0 +1,68 @@
+"""Supervisor layer: restart backoff with jitter, and the circuit breaker over crashes.
+
+Contract: after a crash, the next start waits `delay()` (exponential in consecutive crashes,
+capped, with full jitter). `CRASH_LIMIT` crashes within `WINDOW_S` open the circuit: starts are
+refused until `COOL_DOWN_S` has passed, then one trial start is allowed (half-open); its success
+closes the circuit, its crash opens it again. The clock and the random source are injectable.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+BACKOFF_BASE_S = 0.1  # a crashed plugin is usually fine on the next start
+BACKOFF_CAP_S = 5.0  # never keep a caller waiting longer than this for a restart
+CRASH_LIMIT = 5  # crashes ...
+WINDOW_S = 60.0  # ... within this window open the circuit
+COOL_DOWN_S = 30.0  # time the circuit stays open before a trial start
+
+
+@dataclass
+class CrashBreaker:
+    clock: Callable[[], float] = time.monotonic
+    uniform: Callable[[float, float], float] = random.uniform
+    crash_limit: int = CRASH_LIMIT
+    window_s: float = WINDOW_S
+    cool_down_s: float = COOL_DOWN_S
+    consecutive: int = 0
+    _crashes: deque[float] = field(default_factory=deque)
+    _opened_at: float | None = None
+
+    def record_crash(self) -> None:
+        now = self.clock()
+        self.consecutive += 1
+        self._crashes.append(now)
+        while self._crashes and now - self._crashes[0] > self.window_s:
+            self._crashes.popleft()
+        if len(self._crashes) >= self.crash_limit or self._opened_at is not None:
+            self._opened_at = now
+
+    def record_start(self) -> None:
+        """A (trial) start succeeded: the circuit closes; the crash window is kept."""
+        self._opened_at = None
+
+    def record_call_ok(self) -> None:
+        """A call succeeded: the plugin is healthy again, so backoff starts from zero."""
+        self.consecutive = 0
+
+    def delay(self) -> float:
+        """Seconds to wait before the next start (0 when the last start did not crash)."""
+        if self.consecutive == 0:
+            return 0.0
+        ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (self.consecutive - 1))
+        return self.uniform(ceiling / 2, ceiling)
+
+    def open_for(self) -> float | None:
+        """Seconds until a trial start is allowed, or None when the circuit is closed/half-open."""
+        if self._opened_at is None:
+            return None
+        remaining = self._opened_at + self.cool_down_s - self.clock()
+        return remaining if remaining > 0 else None
+
+    @property
+    def is_open(self) -> bool:
+        return self.open_for() is not None

@@ -1,0 +1,125 @@
+"""Host layer: `PluginHost`, the one object a platform holds — discovery, venvs, processes, specs.
+
+Contract: `async with PluginHost(HostConfig(...)) as plugins:` discovers the plugins (broken
+manifests in `discovery_errors`), gives a lazily started `PluginHandle` per plugin (`get`), and a
+`Registry` over their specs; leaving the block stops every plugin through its shutdown ladder.
+Venvs are built on a plugin's first start, or all at once with `install()`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import anyio
+import anyio.abc
+
+from sdk.protocol import PluginError
+
+from ._manifest import DiscoveryError, Manifest, discover
+from ._registry import Registry
+from ._supervisor import LaunchConfig, PluginHandle
+from ._venv import Progress, VenvBuilder, VenvInfo, sdk_hash, sdk_source_dir
+from .sandbox import SandboxPolicy
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    plugins_root: Path = Path("plugins")
+    data_dir: Path = Path(".plugbox")
+    sandbox_policy: SandboxPolicy = SandboxPolicy.standard
+    idle_timeout_s: float | None = 300.0  # an unused plugin process is stopped after this
+    use_venvs: bool = True  # False: run plugins on the host interpreter (development only)
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+
+
+class UnknownPlugin(PluginError):
+    """No plugin of that name was discovered."""
+
+
+class PluginHost:
+    """Discovered plugins, their handles and their registry."""
+
+    def __init__(
+        self, config: HostConfig | None = None, *, progress: Progress | None = None
+    ) -> None:
+        self.config = config or HostConfig()
+        found = discover(self.config.plugins_root)
+        self.manifests: dict[str, Manifest] = found.manifests
+        self.discovery_errors: list[DiscoveryError] = found.errors
+        data = self.config.data_dir
+        self.venvs = VenvBuilder(data / "venvs", progress=progress)
+        self.registry = Registry(self.manifests, self.get, data / "spec-cache", sdk_hash())
+        self._handles: dict[str, PluginHandle] = {}
+        self._group: anyio.abc.TaskGroup | None = None
+
+    async def __aenter__(self) -> PluginHost:
+        self._group = anyio.create_task_group()
+        await self._group.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        await self.aclose()
+        assert self._group is not None
+        self._group.cancel_scope.cancel()
+        return await self._group.__aexit__(exc_type, exc, tb)
+
+    def get(self, name: str) -> PluginHandle:
+        """The handle of plugin `name` (no process is started until it is used)."""
+        handle = self._handles.get(name)
+        if handle is not None:
+            return handle
+        manifest = self.manifests.get(name)
+        if manifest is None:
+            raise UnknownPlugin(
+                f"no plugin named {name!r} under {self.config.plugins_root}", plugin=name
+            )
+        if self._group is None:
+            raise RuntimeError("PluginHost is used outside `async with`")
+
+        async def config() -> LaunchConfig:
+            return await self._launch_config(manifest)
+
+        handle = self._handles[name] = PluginHandle(manifest, config, self._group)
+        return handle
+
+    @property
+    def handles(self) -> dict[str, PluginHandle]:
+        return dict(self._handles)
+
+    async def _launch_config(self, manifest: Manifest) -> LaunchConfig:
+        data_dir = self.config.data_dir / "plugins" / manifest.name / "data"
+        policy = SandboxPolicy(manifest.sandbox_policy or self.config.sandbox_policy)
+        common = {
+            "data_dir": data_dir.resolve(),
+            "sandbox_policy": policy,
+            "idle_timeout_s": self.config.idle_timeout_s,
+            "extra_env": self.config.extra_env,
+        }
+        if not self.config.use_venvs:
+            return LaunchConfig(
+                python=Path(sys.executable),
+                pythonpath=(sdk_source_dir().parent,),
+                **common,  # type: ignore[arg-type]
+            )
+        venv = await self.venvs.ensure(manifest)
+        return LaunchConfig(python=venv.python, venv_dir=venv.path, **common)  # type: ignore[arg-type]
+
+    async def install(self) -> dict[str, VenvInfo]:
+        """Build (or reuse) every plugin's venv now."""
+        return {name: await self.venvs.ensure(m) for name, m in self.manifests.items()}
+
+    async def aclose(self) -> None:
+        """Stop every started plugin, in parallel, each through its shutdown ladder."""
+        with anyio.CancelScope(shield=True):
+            async with anyio.create_task_group() as group:
+                for handle in self._handles.values():
+                    group.start_soon(handle.aclose)

@@ -1,0 +1,211 @@
+"""Registry layer: the contract's host-side lookups, backed by the plugins and a spec cache.
+
+Contract: `refresh()` loads every plugin's `spec` once — from the disk cache when the plugin's
+content hash (manifest, package files, SDK) is unchanged, so a warm listing starts no process,
+else over the wire — and builds the indexes the lookups read. Packages iterate sorted by name, as
+in the reference. A plugin whose spec cannot be loaded is listed in `errors` and the others still
+serve; a node type claimed by two plugins is an error naming both.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+
+from sdk.protocol import (
+    Method,
+    PluginError,
+    SpecParams,
+    SpecResult,
+    ValidateItem,
+    ValidateOutcome,
+    ValidateParams,
+    ValidateResult,
+    ValidationIssue,
+)
+
+from ._manifest import Manifest
+from ._supervisor import PluginHandle
+
+logger = logging.getLogger("plugbox.registry")
+
+
+@dataclass(frozen=True)
+class PackageInfo:
+    name: str
+    manifest: Manifest
+    spec: SpecResult
+
+    @property
+    def type_names(self) -> list[str]:
+        return [node.type_name for node in self.spec.nodes]
+
+
+@dataclass(frozen=True)
+class PluginLoadError:
+    name: str
+    message: str
+
+
+class Registry:
+    """Node types, sensitive fields and capabilities of every loaded plugin."""
+
+    def __init__(
+        self,
+        manifests: Mapping[str, Manifest],
+        handle: Callable[[str], PluginHandle],
+        cache_dir: Path,
+        sdk_hash: str,
+    ) -> None:
+        self._manifests = manifests
+        self._handle = handle
+        self._cache_dir = cache_dir
+        self._sdk_hash = sdk_hash
+        self.errors: list[PluginLoadError] = []
+        self._packages: dict[str, PackageInfo] = {}
+        self._owner: dict[str, str] = {}
+        self._specs: dict[str, dict[str, Any]] = {}
+        self._sensitive: dict[str, tuple[str, ...]] = {}
+        self._listing: list[dict[str, Any]] = []
+        self.spec_fetches = 0  # specs fetched over the wire (tests assert warm = 0)
+
+    # -- loading --------------------------------------------------------------------------------
+
+    async def refresh(self) -> None:
+        """Load every plugin's spec (cache first), then rebuild the indexes."""
+        loaded: dict[str, SpecResult] = {}
+        errors: list[PluginLoadError] = []
+
+        async def load(name: str) -> None:
+            try:
+                loaded[name] = await self._load(self._manifests[name])
+            except PluginError as exc:
+                errors.append(PluginLoadError(name, str(exc)))
+                logger.error("plugin %r: cannot load its spec: %s", name, exc)
+
+        async with anyio.create_task_group() as group:
+            for name in self._manifests:
+                group.start_soon(load, name)
+        self._index(loaded, errors)
+
+    async def _load(self, manifest: Manifest) -> SpecResult:
+        path = self._cache_dir / f"{manifest.name}-{self._key(manifest)}.json"
+        if path.exists():
+            try:
+                return msgspec.json.decode(path.read_bytes(), type=SpecResult)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                path.unlink(missing_ok=True)
+        spec: SpecResult = await self._handle(manifest.name).call(
+            Method.SPEC, SpecParams(), result_type=SpecResult
+        )
+        self.spec_fetches += 1
+        self._cache_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self._cache_dir.glob(f"{manifest.name}-*.json"):
+            stale.unlink(missing_ok=True)
+        path.write_bytes(msgspec.json.encode(spec))
+        return spec
+
+    def _key(self, manifest: Manifest) -> str:
+        return f"{manifest.source_hash()[:20]}-{self._sdk_hash[:12]}"
+
+    def _index(self, loaded: dict[str, SpecResult], errors: list[PluginLoadError]) -> None:
+        packages: dict[str, PackageInfo] = {}
+        owner: dict[str, str] = {}
+        for name in sorted(loaded):
+            info = PackageInfo(name, self._manifests[name], loaded[name])
+            clash = [t for t in info.type_names if t in owner]
+            if clash:
+                others = sorted({owner[t] for t in clash})
+                errors.append(
+                    PluginLoadError(name, f"node types {clash} are already claimed by {others}")
+                )
+                continue
+            packages[name] = info
+            owner.update(dict.fromkeys(info.type_names, name))
+        self._packages, self._owner, self.errors = (
+            packages,
+            owner,
+            sorted(errors, key=lambda e: e.name),
+        )
+        nodes = [node for info in packages.values() for node in info.spec.nodes]
+        self._specs = {node.type_name: node.spec for node in nodes}
+        self._sensitive = {node.type_name: tuple(node.sensitive_fields) for node in nodes}
+        self._listing = [self._specs[name] for name in sorted(self._specs)]
+
+    # -- lookups (sync, from memory) --------------------------------------------------------------
+
+    def all_node_specs(self) -> list[dict[str, Any]]:
+        return list(self._listing)
+
+    def get_node_spec(self, type_name: str) -> dict[str, Any] | None:
+        return self._specs.get(type_name)
+
+    def package_for_type(self, type_name: str) -> str | None:
+        return self._owner.get(type_name)
+
+    def sensitive_fields(self, type_name: str) -> tuple[str, ...]:
+        return self._sensitive.get(type_name, ())
+
+    def get_package(self, name: str) -> PackageInfo | None:
+        return self._packages.get(name)
+
+    def packages(self) -> list[PackageInfo]:
+        return list(self._packages.values())
+
+    def packages_with_runtime(self) -> list[str]:
+        return [n for n, p in self._packages.items() if p.spec.capabilities.runtime]
+
+    def packages_with_completion(self) -> list[str]:
+        return [n for n, p in self._packages.items() if p.spec.capabilities.completion]
+
+    def packages_with_routes(self) -> list[str]:
+        return [n for n, p in self._packages.items() if p.spec.capabilities.routes]
+
+    # -- validation -----------------------------------------------------------------------------
+
+    async def validate_nodes(self, items: list[ValidateItem]) -> list[ValidateOutcome]:
+        """Validate node data through the owning plugins, one `validate` call per plugin."""
+        outcomes: list[ValidateOutcome | None] = [None] * len(items)
+        batches: dict[str, list[int]] = {}
+        for index, item in enumerate(items):
+            owner = self._owner.get(item.type_name)
+            if owner is None:
+                issue = ValidationIssue(
+                    ["type"], f"Unknown node type: '{item.type_name}'", "unknown_type"
+                )
+                outcomes[index] = ValidateOutcome(ok=False, errors=[issue])
+            else:
+                batches.setdefault(owner, []).append(index)
+
+        async def run(plugin: str, indexes: list[int]) -> None:
+            params = ValidateParams(items=[items[i] for i in indexes])
+            try:
+                result: ValidateResult = await self._handle(plugin).call(
+                    Method.VALIDATE, params, result_type=ValidateResult
+                )
+                answers = result.results
+            except PluginError as exc:
+                answers = [
+                    ValidateOutcome(
+                        ok=False, errors=[ValidationIssue([], str(exc), "plugin_error")]
+                    )
+                ] * len(indexes)
+            for index, outcome in zip(indexes, answers, strict=False):
+                outcomes[index] = outcome
+
+        async with anyio.create_task_group() as group:
+            for plugin, indexes in batches.items():
+                group.start_soon(run, plugin, indexes)
+        missing = ValidateOutcome(
+            ok=False, errors=[ValidationIssue([], "no answer", "plugin_error")]
+        )
+        return [outcome or missing for outcome in outcomes]
+
+    async def validate_node(self, type_name: str, data: dict[str, Any]) -> ValidateOutcome:
+        return (await self.validate_nodes([ValidateItem(type_name, data)]))[0]

@@ -1,0 +1,95 @@
+"""Supervisor layer: a plugin's stderr, read continuously into the host's logging.
+
+Contract: the pipe is always drained (a chatty plugin can never block on a full pipe); each line
+is cut at `MAX_LINE` bytes; a JSON line from the SDK (`{"level", "msg", "logger", ...}`) is logged
+at its level with its fields, any other line as-is at INFO, on `plugbox.plugins.<name>`. The last
+`TAIL_LINES` lines are kept for crash reports.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+
+import anyio
+import anyio.abc
+
+MAX_LINE = 8 * 1024  # longer lines are cut: a log line, not a data channel
+TAIL_LINES = 40  # enough context for a traceback in a crash report
+_TAIL_LINE_CHARS = 500
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+
+
+class StderrPump:
+    """Reads one plugin's stderr until EOF."""
+
+    def __init__(self, plugin: str) -> None:
+        self.plugin = plugin
+        self.logger = logging.getLogger(f"plugbox.plugins.{plugin}")
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self.lines = 0
+        self.truncated = 0
+
+    async def run(self, stream: anyio.abc.ByteReceiveStream) -> None:
+        pending = bytearray()
+        skipping = False  # inside an over-long line, dropping bytes up to its newline
+        while True:
+            try:
+                chunk = await stream.receive(65536)
+            except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+                break
+            pending += chunk
+            *lines, rest = pending.split(b"\n")
+            for line in lines:
+                if skipping:
+                    skipping = False
+                    continue
+                self._emit(bytes(line[:MAX_LINE]))
+            pending = bytearray(rest)
+            if len(pending) > MAX_LINE:
+                self._emit(bytes(pending[:MAX_LINE]))
+                self.truncated += 1
+                pending.clear()
+                skipping = True
+        if pending and not skipping:
+            self._emit(bytes(pending))
+
+    def _emit(self, raw: bytes) -> None:
+        text = raw.decode("utf-8", errors="replace").rstrip("\r")
+        if not text:
+            return
+        self.lines += 1
+        record = _parse(text)
+        if record is None:
+            self.tail.append(text[:_TAIL_LINE_CHARS])
+            self.logger.info("%s", text)
+            return
+        level, message, fields = record
+        self.tail.append(f"{logging.getLevelName(level)}: {message}"[:_TAIL_LINE_CHARS])
+        if "exc" in fields:
+            self.tail.extend(str(fields["exc"]).splitlines()[-8:])
+        self.logger.log(level, "%s", message, extra={"plugin_fields": fields})
+
+    def tail_text(self) -> str:
+        return "\n".join(self.tail)
+
+
+def _parse(text: str) -> tuple[int, str, dict[str, object]] | None:
+    if not text.startswith("{"):
+        return None
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(payload, dict) or "msg" not in payload:
+        return None
+    level = _LEVELS.get(str(payload.pop("level", "info")).lower(), logging.INFO)
+    message = str(payload.pop("msg"))
+    return level, message, payload
