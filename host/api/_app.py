@@ -1,0 +1,92 @@
+"""HTTP layer: the FastAPI application factory a platform mounts or `plugbox serve` runs.
+
+Contract: `create_app(plugins, store)` returns an app with the node-type listing, workflow
+validation and masking, proxied plugin routes, health and metrics, and public run artifacts. The
+OpenAPI document includes each plugin's routes, taken from the route tables and OpenAPI fragments
+the plugins declare in their spec (no plugin code runs in the host).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from .._redaction import SecretScrubber
+from . import _node_types, _observability, _proxy, _public, _workflows
+from ._state import ApiLimits, ApiState
+
+if TYPE_CHECKING:
+    from .._host import PluginHost
+    from .._registry import Registry
+    from ..completion import RunStore
+
+API_TITLE = "plugbox"
+API_VERSION = "1"
+
+
+def create_app(
+    plugins: PluginHost,
+    store: RunStore | None = None,
+    *,
+    limits: ApiLimits | None = None,
+    scrubber: SecretScrubber | None = None,
+) -> FastAPI:
+    """Build the plugbox API over a running `PluginHost` (and a run store for public artifacts)."""
+    state = ApiState(plugins, store, limits or ApiLimits(), scrubber or SecretScrubber())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await state.ready()  # load specs before the first request, so OpenAPI is complete
+        yield
+
+    app = FastAPI(title=API_TITLE, version=API_VERSION, lifespan=lifespan)
+    app.state.plugbox = state
+    for module in (_node_types, _workflows, _proxy, _observability, _public):
+        app.include_router(module.router)
+    app.openapi = lambda: _openapi_with_plugins(app, state)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi_with_plugins(app: FastAPI, state: ApiState) -> dict[str, Any]:
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+    if state.loaded:  # cached only once the plugins' route tables are in
+        _merge_plugin_paths(schema, state.registry)
+        app.openapi_schema = schema
+    return schema
+
+
+def _merge_plugin_paths(schema: dict[str, Any], registry: Registry) -> None:
+    """Add every plugin's declared paths under its mount point, with namespaced components."""
+    paths = schema.setdefault("paths", {})
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name in registry.packages_with_routes():
+        info = registry.get_package(name)
+        fragment = (info.spec.openapi if info is not None else None) or {}
+        renamed = _namespace_refs(fragment, f"{name}__")
+        for path, operations in (renamed.get("paths") or {}).items():
+            paths[f"{_proxy.PREFIX}/{name}{path}"] = operations
+        for component, body in ((renamed.get("components") or {}).get("schemas") or {}).items():
+            schemas[f"{name}__{component}"] = body
+
+
+def _namespace_refs(value: Any, prefix: str) -> Any:
+    """Rewrite `#/components/schemas/X` references to `X` prefixed with the plugin's name."""
+    marker = "#/components/schemas/"
+    if isinstance(value, dict):
+        return {
+            key: (
+                marker + prefix + item[len(marker) :]
+                if key == "$ref" and isinstance(item, str) and item.startswith(marker)
+                else _namespace_refs(item, prefix)
+            )
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_namespace_refs(item, prefix) for item in value]
+    return value

@@ -1,0 +1,43 @@
+"""Completion layer: run store, post-call orchestration, durable jobs (embedded or on ARQ).
+
+`SQLiteRunStore` is the embedded run store; `run_integrations(run_id, plugins=..., store=...)`
+runs the contract's phases; `EmbeddedWorker` runs queued jobs in-process; `host.completion._arq`
+runs the same job on Redis for scale-out (imported only by `plugbox worker`).
+"""
+
+from ._jobs import EmbeddedWorker as EmbeddedWorker
+from ._jobs import enqueue as enqueue
+from ._jobs import job_state as job_state
+from ._orchestrator import CompletionReport as CompletionReport
+from ._orchestrator import PluginOutcome as PluginOutcome
+from ._orchestrator import idempotency_key as idempotency_key
+from ._orchestrator import is_enabled as is_enabled
+from ._orchestrator import run_integrations as run_integrations
+from ._results import ResultError as ResultError
+from ._results import check_result as check_result
+from ._results import error_entry as error_entry
+from ._store import HOST_WRITER as HOST_WRITER
+from ._store import MergeReport as MergeReport
+from ._store import SQLiteRunStore as SQLiteRunStore
+from ._store import WorkflowRun as WorkflowRun
+
+RunStore = SQLiteRunStore
+
+__all__ = [
+    "HOST_WRITER",
+    "CompletionReport",
+    "EmbeddedWorker",
+    "MergeReport",
+    "PluginOutcome",
+    "ResultError",
+    "RunStore",
+    "SQLiteRunStore",
+    "WorkflowRun",
+    "check_result",
+    "enqueue",
+    "error_entry",
+    "idempotency_key",
+    "is_enabled",
+    "job_state",
+    "run_integrations",
+]

@@ -1,0 +1,254 @@
+"""Completion layer: `run_integrations(run_id)`, the contract's post-call orchestration.
+
+Contract (the five steps): load the pinned definition from the run; create a public token only if
+post-call work exists; run the QA phase, then integrations, then webhooks (phases from each
+plugin's manifest), each phase seeing the annotations written so far; each handler gets only its
+own node types' node dicts and a completion context redacted for it. A plugin is called only when
+it has an enabled node without a recorded result; a crash, kill or timeout is retried with jittered
+exponential backoff up to the plugin's limit, then recorded as a failed result for each of its
+nodes. Results are recorded once per (run, node), so retries and duplicate jobs deliver nothing
+twice; handlers get a stable idempotency key per (run, node) for their own deliveries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from sdk.protocol import (
+    CompletionContextWire,
+    CompletionRunParams,
+    CompletionRunResult,
+    Method,
+    PluginError,
+)
+
+from .._manifest import PHASE_ORDER, Manifest
+from .._masking import iter_nodes, node_data
+from .._redaction import SecretScrubber, redact_for_plugin, secret_values
+from ._results import ResultError, check_result
+from ._store import HOST_WRITER, SQLiteRunStore, WorkflowRun
+
+if TYPE_CHECKING:
+    from .._host import PluginHost
+
+logger = logging.getLogger("plugbox.completion")
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass
+class PluginOutcome:
+    plugin: str
+    phase: str
+    status: str  # "done" | "failed" | "skipped"
+    attempts: int = 0
+    nodes: list[str] = field(default_factory=list)
+    error: str | None = None
+    refused_keys: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class CompletionReport:
+    run_id: int
+    public_token: str | None
+    outcomes: list[PluginOutcome] = field(default_factory=list)
+
+
+def is_enabled(node: dict[str, Any]) -> bool:
+    return node_data(node).get("enabled", True) is not False
+
+
+def idempotency_key(run_id: int, node_id: str) -> str:
+    """Stable per (run, node): the same value on every retry and every duplicate job."""
+    return hashlib.sha256(f"plugbox:{run_id}:{node_id}".encode()).hexdigest()[:32]
+
+
+async def run_integrations(
+    run_id: int,
+    *,
+    plugins: PluginHost,
+    store: SQLiteRunStore,
+    scrubber: SecretScrubber | None = None,
+    sleep: Sleep = anyio.sleep,
+) -> CompletionReport:
+    """Run every phase's completion handlers for one finished run."""
+    run = await store.get_run(run_id)
+    if run is None:
+        raise KeyError(f"no run {run_id}")
+    registry = plugins.registry
+    if not registry.packages():
+        await registry.refresh()
+    work = _work_by_plugin(run, plugins)
+    if not work:
+        return CompletionReport(run_id, None)
+    token = await store.ensure_public_token(run_id)
+    report = CompletionReport(run_id, token)
+    scrubber = scrubber or SecretScrubber()
+    scrubber.add(secret_values(run.workflow_definition, registry.sensitive_fields))
+    for phase in PHASE_ORDER:
+        names = [name for name in sorted(work) if plugins.manifests[name].completion.phase == phase]
+        if not names:
+            continue
+        current = await store.get_run(run_id)  # each phase sees the annotations so far
+        assert current is not None
+        async with anyio.create_task_group() as group:
+            for name in names:
+                job = _PluginJob(plugins, store, scrubber, current, name, work[name], sleep)
+                group.start_soon(job.execute, report)
+    return report
+
+
+def _work_by_plugin(run: WorkflowRun, plugins: PluginHost) -> dict[str, list[dict[str, Any]]]:
+    """Node dicts per completion plugin, for plugins with at least one enabled node."""
+    registry = plugins.registry
+    capable = set(registry.packages_with_completion())
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for node in iter_nodes(run.workflow_definition):
+        owner = registry.package_for_type(str(node.get("type")))
+        if owner in capable:
+            grouped.setdefault(owner, []).append(node)
+    return {name: nodes for name, nodes in grouped.items() if any(map(is_enabled, nodes))}
+
+
+@dataclass
+class _PluginJob:
+    plugins: PluginHost
+    store: SQLiteRunStore
+    scrubber: SecretScrubber
+    workflow_run: WorkflowRun
+    name: str
+    nodes: list[dict[str, Any]]
+    sleep: Sleep
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.plugins.manifests[self.name]
+
+    async def execute(self, report: CompletionReport) -> None:
+        outcome = PluginOutcome(self.name, self.manifest.completion.phase, "skipped")
+        report.outcomes.append(outcome)
+        recorded = await self.store.recorded_nodes(self.workflow_run.id)
+        pending = [n for n in self.nodes if is_enabled(n) and str(n.get("id")) not in recorded]
+        outcome.nodes = [str(n.get("id")) for n in pending]
+        if not pending:
+            return
+        handed = [n for n in self.nodes if str(n.get("id")) not in recorded]
+        try:
+            result, outcome.attempts = await self._call_with_retries(handed)
+            await self._record_success(result, pending, outcome)
+        except (PluginError, ResultError) as exc:
+            await self._record_failure(exc, pending, outcome)
+
+    async def _call_with_retries(
+        self, nodes: list[dict[str, Any]]
+    ) -> tuple[CompletionRunResult, int]:
+        policy = self.manifest.completion
+        for attempt in range(1, policy.max_attempts + 1):
+            try:
+                return await self._call(nodes, attempt), attempt
+            except PluginError as exc:
+                exc.data["attempts"] = attempt
+                logger.warning(
+                    "plugin %r completion attempt %d failed: %s", self.name, attempt, exc
+                )
+                if attempt == policy.max_attempts:
+                    raise
+                ceiling = policy.backoff_s * 2 ** (attempt - 1)
+                await self.sleep(random.uniform(ceiling / 2, ceiling))
+        raise AssertionError("unreachable: max_attempts >= 1")
+
+    async def _call(self, nodes: list[dict[str, Any]], attempt: int) -> CompletionRunResult:
+        registry = self.plugins.registry
+        own = registry.get_package(self.name)
+        own_types = own.type_names if own else []
+        sensitive = registry.sensitive_fields
+        context = CompletionContextWire(
+            workflow_run_id=self.workflow_run.id,
+            workflow_run=redact_for_plugin(
+                self.workflow_run.as_contract_dict(), own_types=own_types, sensitive=sensitive
+            ),
+            workflow_definition=redact_for_plugin(
+                self.workflow_run.workflow_definition, own_types=own_types, sensitive=sensitive
+            ),
+            organization_id=self.workflow_run.organization_id,
+            definition_id=self.workflow_run.definition_id,
+            public_token=self.workflow_run.public_token,
+            idempotency_keys={
+                str(n.get("id")): idempotency_key(self.workflow_run.id, str(n.get("id")))
+                for n in nodes
+            },
+            attempt=attempt,
+        )
+        params = CompletionRunParams(nodes=nodes, context=context)
+        result: CompletionRunResult = await self.plugins.get(self.name).call(
+            Method.COMPLETION_RUN, params, result_type=CompletionRunResult
+        )
+        return result
+
+    async def _record_success(
+        self, result: CompletionRunResult, pending: list[dict[str, Any]], outcome: PluginOutcome
+    ) -> None:
+        entries = self.scrubber.scrub(check_result(self.name, result.result))
+        for name, artifact in result.artifacts.items():
+            await self.store.put_artifact(
+                self.workflow_run.id, name, artifact.content_type, artifact.body
+            )
+        merged = await self.store.merge_annotations(self.workflow_run.id, entries, writer=self.name)
+        outcome.refused_keys = merged.refused
+        if merged.refused:
+            logger.warning(
+                "plugin %r tried to overwrite keys it does not own: %s", self.name, merged.refused
+            )
+            await self.store.merge_annotations(
+                self.workflow_run.id,
+                {
+                    f"integration_{self.name}_refused": [
+                        {"key": k, "owner": o} for k, o in merged.refused
+                    ]
+                },
+                writer=HOST_WRITER,
+            )
+        for node in pending:
+            await self.store.record_node_result(
+                self.workflow_run.id,
+                str(node.get("id")),
+                plugin=self.name,
+                status="done",
+                attempts=outcome.attempts,
+            )
+        outcome.status = "done"
+
+    async def _record_failure(
+        self,
+        error: PluginError | ResultError,
+        pending: list[dict[str, Any]],
+        outcome: PluginOutcome,
+    ) -> None:
+        attempts = (
+            int(error.data.get("attempts", outcome.attempts))
+            if isinstance(error, PluginError)
+            else outcome.attempts
+        )
+        message = self.scrubber.scrub_text(str(error))
+        failures = {
+            str(node.get("id")): {
+                "node_id": str(node.get("id")),
+                "plugin": self.name,
+                "status": "failed",
+                "error": {"type": type(error).__name__, "message": message},
+                "attempts": attempts,
+            }
+            for node in pending
+        }
+        await self.store.merge_annotations(self.workflow_run.id, failures, writer=HOST_WRITER)
+        for node_id in failures:
+            await self.store.record_node_result(
+                self.workflow_run.id, node_id, plugin=self.name, status="failed", attempts=attempts
+            )
+        outcome.status, outcome.attempts, outcome.error = "failed", attempts, message
