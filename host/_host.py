@@ -9,10 +9,11 @@ Venvs are built on a plugin's first start, or all at once with `install()`.
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -90,6 +91,12 @@ class PluginHost:
 
         handle = self._handles[name] = PluginHandle(manifest, config, self._group)
         return handle
+
+    def spawn(self, function: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+        """Run a background task for as long as the host lives (e.g. a live-event pump)."""
+        if self._group is None:
+            raise RuntimeError("PluginHost is used outside `async with`")
+        self._group.start_soon(function, *args)
 
     @property
     def handles(self) -> dict[str, PluginHandle]:

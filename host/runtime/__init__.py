@@ -1,0 +1,22 @@
+"""Live call layer: pipecat calls bridged to plugin processes, and call-finish snapshots.
+
+`create_runtime_sessions(context, plugins=...)` returns sessions with the contract's `attach(task)`
+and `on_call_finished(...)`; `finish_call(...)` persists their snapshots into the run's logs.
+pipecat is imported only when a session attaches to a worker.
+"""
+
+from ._bridge import RunBridge as RunBridge
+from ._finish import LIVE_KEY as LIVE_KEY
+from ._finish import finish_call as finish_call
+from ._sessions import HostRuntimeSession as HostRuntimeSession
+from ._sessions import IntegrationRuntimeContext as IntegrationRuntimeContext
+from ._sessions import create_runtime_sessions as create_runtime_sessions
+
+__all__ = [
+    "LIVE_KEY",
+    "HostRuntimeSession",
+    "IntegrationRuntimeContext",
+    "RunBridge",
+    "create_runtime_sessions",
+    "finish_call",
+]

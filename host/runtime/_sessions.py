@@ -1,0 +1,188 @@
+"""Live call layer: the contract's host-side objects — runtime context and runtime sessions.
+
+Contract: `create_runtime_sessions(context, plugins=...)` selects the plugins that have runtime
+support and at least one enabled node of their types in `context.workflow_graph` (plugins
+without one start no process), opens one plugin session per plugin per run (`runtime.open`, with
+a context redacted for that plugin), and returns `HostRuntimeSession`s with the contract's
+`attach(task)` and `async on_call_finished(*, gathered_context)`. All sessions of a run share one
+bridge, so one observer is registered however many plugins attach. It is async (the in-process
+call is sync) because opening a session crosses the process boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sdk.protocol import (
+    ContextMessagesParams,
+    ContextMessagesResult,
+    Method,
+    PluginError,
+    RuntimeContextWire,
+    RuntimeFinishParams,
+    RuntimeFinishResult,
+    RuntimeOpenParams,
+    RuntimeOpenResult,
+)
+
+from .._masking import iter_nodes
+from .._redaction import redact_for_plugin
+from ._bridge import Channel, RunBridge
+
+if TYPE_CHECKING:
+    from .._host import PluginHost
+
+logger = logging.getLogger("plugbox.runtime")
+FLUSH_TIMEOUT_S = 2.0  # time to send queued events before asking for the snapshot
+FINISH_TIMEOUT_S = 10.0  # a snapshot is in-memory work; a plugin slower than this is broken
+
+_providers: dict[str, Callable[[], list[dict[str, Any]]]] = {}  # session id -> provider
+
+
+@dataclass(frozen=True)
+class IntegrationRuntimeContext:
+    """The contract's runtime context, as the pipeline builds it."""
+
+    workflow_run_id: int
+    workflow_run: dict[str, Any] | None = None
+    workflow_graph: dict[str, Any] | None = None
+    run_definition: dict[str, Any] | None = None
+    user_config: dict[str, Any] | None = None
+    is_realtime: bool = False
+    context_messages_provider: Callable[[], list[dict[str, Any]]] = field(default=list)
+
+
+@dataclass
+class HostRuntimeSession:
+    """One plugin's live session in one run (the contract's `IntegrationRuntimeSession`)."""
+
+    name: str
+    bridge: RunBridge
+    channel: Channel | None
+    open_error: PluginError | None = None
+
+    def attach(self, task: Any) -> None:
+        self.bridge.attach(task)
+
+    async def on_call_finished(self, *, gathered_context: dict[str, Any]) -> dict[str, Any] | None:
+        """The plugin's snapshot; raises the plugin's error when it failed or crashed."""
+        if self.channel is None:
+            raise self.open_error or PluginError("session was never opened", plugin=self.name)
+        channel = self.channel
+        await self.bridge.flush(channel, FLUSH_TIMEOUT_S)
+        try:
+            params = RuntimeFinishParams(channel.session_id, gathered_context, channel.dropped)
+            result: RuntimeFinishResult = await channel.handle.call(
+                Method.RUNTIME_FINISH,
+                params,
+                result_type=RuntimeFinishResult,
+                timeout=FINISH_TIMEOUT_S,
+            )
+        finally:
+            _providers.pop(channel.session_id, None)
+        return result.snapshot
+
+    def delivery(self) -> dict[str, Any]:
+        """Delivery figures for the run's logs (`plugbox_live`)."""
+        if self.channel is None:
+            return {"delivered": 0, "dropped": 0}
+        return {"delivered": self.channel.delivered, "dropped": self.channel.dropped}
+
+
+async def create_runtime_sessions(
+    context: IntegrationRuntimeContext, *, plugins: PluginHost
+) -> list[HostRuntimeSession]:
+    """Open one session per runtime plugin with an enabled node in the run's graph."""
+    registry = plugins.registry
+    if not registry.packages():
+        await registry.refresh()
+    wanted = _plugins_with_enabled_nodes(context.workflow_graph or {}, plugins)
+    bridge = RunBridge(context.workflow_run_id)
+    sessions = []
+    for name in wanted:
+        session = await _open(name, context, bridge, plugins)
+        if session is not None:
+            sessions.append(session)
+    for session in sessions:
+        if session.channel is not None:
+            plugins.spawn(bridge.pump, session.channel)
+    return sessions
+
+
+def _plugins_with_enabled_nodes(graph: dict[str, Any], plugins: PluginHost) -> list[str]:
+    registry = plugins.registry
+    capable = set(registry.packages_with_runtime())
+    found = {
+        owner
+        for node in iter_nodes(graph)
+        if (owner := registry.package_for_type(str(node.get("type")))) in capable
+        and (node.get("data") or {}).get("enabled", True) is not False
+    }
+    return sorted(found)
+
+
+async def _open(
+    name: str, context: IntegrationRuntimeContext, bridge: RunBridge, plugins: PluginHost
+) -> HostRuntimeSession | None:
+    registry = plugins.registry
+    info = registry.get_package(name)
+    own_types = info.type_names if info else []
+
+    def redact(value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        redacted: dict[str, Any] = redact_for_plugin(
+            value, own_types=own_types, sensitive=registry.sensitive_fields
+        )
+        return redacted
+
+    session_id = f"{context.workflow_run_id}-{name}-{uuid.uuid4().hex[:8]}"
+    wire = RuntimeContextWire(
+        workflow_run_id=context.workflow_run_id,
+        workflow_run=redact(context.workflow_run),
+        workflow_graph=redact(context.workflow_graph),
+        run_definition=redact(context.run_definition),
+        user_config=_masked_user_config(context.user_config, redact),
+        is_realtime=context.is_realtime,
+    )
+    handle = plugins.get(name)
+    handle.set_request_handler(
+        Method.CONTEXT_MESSAGES, _answer_context_messages, params_type=ContextMessagesParams
+    )
+    _providers[session_id] = context.context_messages_provider
+    try:
+        opened: RuntimeOpenResult = await handle.call(
+            Method.RUNTIME_OPEN, RuntimeOpenParams(session_id, wire), result_type=RuntimeOpenResult
+        )
+    except PluginError as exc:
+        logger.error("plugin %r: runtime.open failed: %s", name, exc)
+        _providers.pop(session_id, None)
+        return HostRuntimeSession(name, bridge, None, open_error=exc)
+    if not opened.sessions:
+        _providers.pop(session_id, None)
+        return None
+    subscriptions = frozenset(opened.subscriptions) if opened.subscriptions is not None else None
+    channel = Channel(name, handle, session_id, subscriptions)
+    bridge.channels.append(channel)
+    return HostRuntimeSession(name, bridge, channel)
+
+
+def _masked_user_config(
+    config: dict[str, Any] | None, redact: Callable[[dict[str, Any] | None], dict[str, Any] | None]
+) -> dict[str, Any] | None:
+    """Provider credentials are masked: wrapped so the redactor sees a `user_config` key."""
+    if config is None:
+        return None
+    wrapped = redact({"user_config": config}) or {}
+    masked: dict[str, Any] = wrapped["user_config"]
+    return masked
+
+
+async def _answer_context_messages(params: ContextMessagesParams) -> ContextMessagesResult:
+    provider = _providers.get(params.session_id)
+    messages = provider() if provider is not None else []
+    return ContextMessagesResult(messages=[dict(message) for message in messages])
