@@ -18,17 +18,17 @@ from typing import Any
 
 os.environ.setdefault("LOGURU_LEVEL", "WARNING")  # pipecat logs a banner and DEBUG otherwise
 
-from pipecat.frames import frames as f  # noqa: E402
-from pipecat.metrics.metrics import (  # noqa: E402
+from pipecat.frames import frames as f
+from pipecat.metrics.metrics import (
     LLMTokenUsage,
     LLMUsageMetricsData,
     TTFBMetricsData,
     TTSUsageMetricsData,
 )
-from pipecat.pipeline.pipeline import Pipeline  # noqa: E402
-from pipecat.pipeline.worker import PipelineParams, PipelineWorker  # noqa: E402
-from pipecat.processors.frame_processor import FrameDirection, FrameProcessor  # noqa: E402
-from pipecat.workers.runner import WorkerRunner  # noqa: E402
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.workers.runner import WorkerRunner
 
 PAUSE_S = 0.005  # spacing between scripted moments: keeps turns ordered, the call short
 
@@ -63,7 +63,7 @@ class _Shared:
     bot_started: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class ScriptedCaller(FrameProcessor):  # type: ignore[misc]
+class ScriptedCaller(FrameProcessor):
     """Stands in for the transport and speech-to-text: drives the script turn by turn."""
 
     def __init__(self, script: Sequence[Turn], shared: _Shared) -> None:
@@ -82,7 +82,7 @@ class ScriptedCaller(FrameProcessor):  # type: ignore[misc]
     async def _say(self, text: str, *, barge_in: bool) -> None:
         await self.broadcast_frame(f.UserStartedSpeakingFrame)
         if barge_in:
-            await self.broadcast_interruption()
+            await self.broadcast_interruption()  # type: ignore[no-untyped-call]
         words = text.split()
         for i in range(1, len(words)):
             await self.push_frame(f.InterimTranscriptionFrame(" ".join(words[:i]), "caller", "t"))
@@ -105,7 +105,7 @@ class ScriptedCaller(FrameProcessor):  # type: ignore[misc]
         await self.push_frame(f.EndWorkerFrame(reason="caller hung up"), FrameDirection.UPSTREAM)
 
 
-class ScriptedLLM(FrameProcessor):  # type: ignore[misc]
+class ScriptedLLM(FrameProcessor):
     """Stands in for the LLM: answers each final transcript from the script, with metrics."""
 
     def __init__(self, script: Sequence[Turn]) -> None:
@@ -165,7 +165,7 @@ class ScriptedLLM(FrameProcessor):  # type: ignore[misc]
         )
 
 
-class ScriptedSpeaker(FrameProcessor):  # type: ignore[misc]
+class ScriptedSpeaker(FrameProcessor):
     """Stands in for text-to-speech and the output transport: speaks LLM text, can be cut off."""
 
     def __init__(self, shared: _Shared) -> None:
