@@ -12,9 +12,12 @@ import anyio
 POST_TIMEOUT_S = 10.0  # chat webhooks answer in well under a second when healthy
 
 
-async def post_json(url: str, payload: dict[str, Any], *, idempotency_key: str) -> int:
-    """POST `payload` and return the HTTP status (urllib runs in a worker thread)."""
-    return await anyio.to_thread.run_sync(_post, url, payload, idempotency_key)
+async def post_json(url: str, payload: dict[str, Any], *, idempotency_key: str) -> int | str:
+    """POST `payload`; the HTTP status, or the connection error's text (urllib in a thread)."""
+    try:
+        return await anyio.to_thread.run_sync(_post, url, payload, idempotency_key)
+    except (urllib.error.URLError, OSError) as exc:
+        return f"{type(exc).__name__}: {exc}"
 
 
 def _post(url: str, payload: dict[str, Any], idempotency_key: str) -> int:

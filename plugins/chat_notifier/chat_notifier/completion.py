@@ -50,10 +50,12 @@ async def run_completion(
                 node_id, f"{context.workflow_run_id}:{node_id}"
             ),
         )
+        posted = isinstance(status, int) and 200 <= status < 300
         results[node_id] = {
             "node_id": node_id,
             "type": "chat_notifier",
-            "posted": 200 <= status < 300,
-            "status_code": status,
+            "posted": posted,
+            "status_code": status if isinstance(status, int) else None,
+            "error": None if isinstance(status, int) else status,
         }
     return results

@@ -43,7 +43,7 @@ class NotifyWhen(StrEnum):
             name="Every call",
             data={
                 "name": "Support channel",
-                "webhook_url": "https://chat.example.com/hooks/T000/B000/abcdefgh",
+                "webhook_url": "http://127.0.0.1:9/hooks/T000/B000/abcdefgh",
                 "notify_when": "always",
             },
         )

@@ -32,8 +32,9 @@ TYPE_NAME = "webhook"
             name="Signed delivery",
             data={
                 "name": "Post-call webhook",
-                "url": "https://hooks.example.com/voice",
+                "url": "http://127.0.0.1:9/voice",
                 "signing_secret": "whsec-0123456789abcdef",
+                "max_attempts": 1,
             },
         )
     ],
