@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -47,7 +47,11 @@ class PluginHost:
     def __init__(
         self, config: HostConfig | None = None, *, progress: Progress | None = None
     ) -> None:
-        self.config = config or HostConfig()
+        config = config or HostConfig()
+        # Absolute paths: plugin processes run with their data directory as cwd.
+        self.config = replace(
+            config, plugins_root=config.plugins_root.resolve(), data_dir=config.data_dir.resolve()
+        )
         found = discover(self.config.plugins_root)
         self.manifests: dict[str, Manifest] = found.manifests
         self.discovery_errors: list[DiscoveryError] = found.errors

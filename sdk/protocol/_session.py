@@ -215,7 +215,12 @@ class RpcSession:
             )
         waiter = self._pending[request_id] = _Pending()
         try:
-            await self._stream.send(frame)
+            try:
+                await self._stream.send(frame)
+            except _GONE:
+                raise ConnectionClosed(
+                    "the peer's input is closed", plugin=self.name, method=method
+                ) from None
             await self._wait(waiter, request_id, method, timeout)
         except anyio.get_cancelled_exc_class():
             if self._pending.pop(request_id, None) is not None:
@@ -261,7 +266,12 @@ class RpcSession:
         """Send a notification (no answer). Raises `ConnectionClosed` once the stream ended."""
         if self._closed is not None:
             raise ConnectionClosed(self._closed.message, plugin=self.name, method=method)
-        await self._stream.send(encode_message(Notification(method=method, params=params)))
+        try:
+            await self._stream.send(encode_message(Notification(method=method, params=params)))
+        except _GONE:
+            raise ConnectionClosed(
+                "the peer's input is closed", plugin=self.name, method=method
+            ) from None
 
     async def _send_cancel(self, request_id: RequestId) -> None:
         with anyio.CancelScope(shield=True):

@@ -1,0 +1,280 @@
+"""CLI layer: the `plugbox` command (typer + rich).
+
+Commands: `serve`, `demo`, `plugins list|spec|check|install`, `new`, `doctor`, `worker`. Errors are
+one readable line plus a hint; `--debug` shows tracebacks. Exit codes: 0 success, 1 a check or an
+operation failed, 2 usage error, 3 a plugin or sandbox error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import anyio
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sdk.protocol import PluginError
+
+from ._host import HostConfig, PluginHost
+from ._scaffold import ScaffoldError, scaffold_plugin
+from .sandbox import SandboxPolicy, doctor_report
+
+T = TypeVar("T")
+EXIT_FAILED, EXIT_USAGE, EXIT_PLUGIN = 1, 2, 3
+
+app = typer.Typer(
+    help="plugbox: sandboxed subprocess plugins for voice-agent integrations.", no_args_is_help=True
+)
+plugins_app = typer.Typer(help="Inspect, check and install plugins.", no_args_is_help=True)
+app.add_typer(plugins_app, name="plugins")
+console = Console()
+_state: dict[str, bool] = {"debug": False}
+
+PluginsRoot = Annotated[
+    Path, typer.Option("--plugins", help="Directory holding one folder per plugin.")
+]
+DataDir = Annotated[
+    Path, typer.Option("--data-dir", help="Venvs, spec cache, run store, plugin data.")
+]
+Policy = Annotated[
+    SandboxPolicy, typer.Option("--policy", help="Sandbox policy: strict, standard or off.")
+]
+
+
+@app.callback()
+def main_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    _state["debug"] = debug
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _run(work: Callable[[], Awaitable[T]], *, hint: str = "") -> T:
+    """Run async work; turn errors into one line plus a hint (tracebacks with --debug)."""
+    try:
+        return anyio.run(work)
+    except (PluginError, ScaffoldError, OSError, KeyError, ValueError) as exc:
+        if _state["debug"]:
+            raise
+        console.print(f"[red]error:[/red] {exc}")
+        if hint:
+            console.print(f"[dim]hint: {hint}[/dim]")
+        raise typer.Exit(EXIT_PLUGIN if isinstance(exc, PluginError) else EXIT_FAILED) from None
+
+
+def _config(
+    plugins: Path, data_dir: Path, policy: SandboxPolicy = SandboxPolicy.standard
+) -> HostConfig:
+    return HostConfig(plugins_root=plugins, data_dir=data_dir, sandbox_policy=policy)
+
+
+@app.command()
+def serve(
+    plugins: PluginsRoot = Path("plugins"),
+    data_dir: DataDir = Path(".plugbox"),
+    policy: Policy = SandboxPolicy.standard,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8700,
+) -> None:
+    """Serve the HTTP API on 127.0.0.1."""
+    import uvicorn
+
+    from .api import create_app
+    from .completion import SQLiteRunStore
+
+    async def work() -> None:
+        async with (
+            PluginHost(_config(plugins, data_dir, policy)) as host,
+            SQLiteRunStore(data_dir / "runs.sqlite3") as store,
+        ):
+            app = create_app(host, store)
+            server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port))
+            console.print(f"plugbox API on http://127.0.0.1:{port}/api/v1/node-types")
+            await server.serve()
+
+    _run(work, hint="is the port free? `plugbox doctor` checks the sandbox")
+
+
+@app.command()
+def demo(
+    plugins: PluginsRoot = Path("plugins"),
+    data_dir: DataDir = Path(".plugbox/demo"),
+    policy: Policy = SandboxPolicy.standard,
+    serve_api: Annotated[
+        bool, typer.Option("--serve", help="Keep serving the API afterwards.")
+    ] = False,
+    port: Annotated[int, typer.Option(help="API port on 127.0.0.1 (0: any free port).")] = 0,
+) -> None:
+    """Run one scripted call through every bundled plugin and print what happened."""
+    from ._demo import run_demo
+
+    async def work() -> dict[str, Any]:
+        return await run_demo(
+            _config(plugins, data_dir, policy), console=console, serve=serve_api, port=port
+        )
+
+    _run(work, hint="run `plugbox doctor` to see which sandbox layers work here")
+
+
+@plugins_app.command("list")
+def list_plugins(
+    plugins: PluginsRoot = Path("plugins"), data_dir: DataDir = Path(".plugbox")
+) -> None:
+    """Name, version, node types, state, sandbox layers and venv of every plugin."""
+
+    async def work() -> None:
+        async with PluginHost(_config(plugins, data_dir)) as host:
+            await host.registry.refresh()
+            table = Table()
+            for column in ("name", "version", "node types", "phase", "state", "venv"):
+                table.add_column(column)
+            for name, manifest in host.manifests.items():
+                info = host.registry.get_package(name)
+                types = ", ".join(info.type_names) if info else "[red]spec failed[/red]"
+                venv = host.venvs.root / host.venvs.key_for(manifest)
+                table.add_row(
+                    name,
+                    manifest.version,
+                    types,
+                    manifest.completion.phase,
+                    host.get(name).state.value,
+                    str(venv),
+                )
+            console.print(table)
+            for error in [*host.discovery_errors, *host.registry.errors]:
+                console.print(f"[red]broken:[/red] {error}")
+
+    _run(work)
+
+
+@plugins_app.command("spec")
+def plugin_spec(
+    name: str, plugins: PluginsRoot = Path("plugins"), data_dir: DataDir = Path(".plugbox")
+) -> None:
+    """The plugin's package spec as JSON."""
+
+    async def work() -> None:
+        async with PluginHost(_config(plugins, data_dir)) as host:
+            await host.registry.refresh()
+            info = host.registry.get_package(name)
+            if info is None:
+                raise KeyError(f"no loaded plugin named {name!r}")
+            sys.stdout.write(json.dumps([n.spec for n in info.spec.nodes], indent=2) + "\n")
+
+    _run(work, hint="`plugbox plugins list` shows the plugins and their errors")
+
+
+@plugins_app.command("check")
+def check(path: Path, data_dir: DataDir = Path(".plugbox")) -> None:
+    """Run the contract's testing expectations against the plugin in PATH (in its sandbox)."""
+    from sdk.testing import check_plugin
+
+    target = path.resolve()
+    root = target.parent
+
+    async def work() -> bool:
+        async with PluginHost(_config(root, data_dir)) as host:
+            name = next((n for n, m in host.manifests.items() if m.directory == target), None)
+            if name is None:
+                problems = [str(e) for e in host.discovery_errors if e.path.parent == target]
+                raise ValueError(
+                    f"{path} is not a valid plugin: {'; '.join(problems) or 'no plugin.toml'}"
+                )
+            report = await check_plugin(host.get(name))
+            for expectation in report.expectations:
+                colour = {"passed": "green", "failed": "red", "skipped": "yellow"}[
+                    expectation.status
+                ]
+                line = f"{expectation.name}: {expectation.message}"
+                console.print(f"[{colour}]{expectation.status:>7}[/{colour}]  {line}")
+            return report.ok
+
+    if not _run(work, hint="fix the expectation named above, then run the check again"):
+        raise typer.Exit(EXIT_FAILED)
+
+
+@plugins_app.command("install")
+def install(plugins: PluginsRoot = Path("plugins"), data_dir: DataDir = Path(".plugbox")) -> None:
+    """Build (or reuse) every plugin's venv, with progress."""
+
+    async def work() -> None:
+        async with PluginHost(
+            _config(plugins, data_dir), progress=lambda m: console.print(f"  {m}")
+        ) as host:
+            for name, venv in (await host.install()).items():
+                console.print(f"{name}: {venv.path} ({'built' if venv.built else 'reused'})")
+
+    _run(work, hint="the installer's output is in the error above")
+
+
+@app.command()
+def new(
+    name: str,
+    directory: Annotated[Path, typer.Option("--dir", help="Plugins root.")] = Path("plugins"),
+) -> None:
+    """Scaffold a plugin from the golden path; it passes `plugbox plugins check` as is."""
+    try:
+        target = scaffold_plugin(name, directory)
+    except ScaffoldError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    console.print(f"created {target}; next: plugbox plugins check {target}")
+
+
+@app.command()
+def doctor(plugins: PluginsRoot = Path("plugins"), policy: Policy = SandboxPolicy.standard) -> None:
+    """Which sandbox layers work on this machine (tried, not assumed), and each plugin's verdict."""
+    from ._manifest import discover
+
+    found = discover(plugins)
+    report = doctor_report(
+        [(name, SandboxPolicy(m.sandbox_policy or policy)) for name, m in found.manifests.items()]
+    )
+    layers = Table(title="Sandbox layers")
+    for column in ("layer", "works here", "detail", "how to get it"):
+        layers.add_column(column)
+    for layer in report.layers:
+        layers.add_row(
+            layer.name, "yes" if layer.available else "[red]no[/red]", layer.detail, layer.hint
+        )
+    console.print(layers)
+    verdicts = Table(title=f"Plugins under policy {policy.value!r}")
+    for column in ("plugin", "policy", "layers", "verdict"):
+        verdicts.add_column(column)
+    for verdict in report.plugins:
+        state = f"[red]refused: {verdict.refused}[/red]" if verdict.refused else "runs"
+        verdicts.add_row(
+            verdict.plugin, verdict.policy.value, ", ".join(verdict.layers) or "none", state
+        )
+    console.print(verdicts)
+
+
+@app.command()
+def worker(
+    redis: Annotated[str, typer.Option("--redis", help="Redis URL, e.g. redis://127.0.0.1:6379/0")],
+    plugins: PluginsRoot = Path("plugins"),
+    data_dir: DataDir = Path(".plugbox"),
+) -> None:
+    """Run an ARQ worker that executes post-call completion jobs from Redis."""
+    from arq.worker import run_worker
+
+    from .completion._arq import worker_settings
+
+    settings = worker_settings(
+        redis_url=redis,
+        host_config=_config(plugins, data_dir),
+        store_path=data_dir / "runs.sqlite3",
+    )
+    run_worker(settings)
+
+
+def main() -> None:
+    app()
