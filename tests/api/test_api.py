@@ -145,6 +145,7 @@ async def test_an_oversize_body_gets_413_without_reaching_the_plugin(api: Api) -
     )
     assert response.status_code == 413
     assert response.json()["plugin"] == "echo_routes"
+    assert "http.request" not in plugins.get("echo_routes").stats.methods
 
 
 async def test_a_crash_inside_a_route_is_502_and_the_next_request_succeeds(api: Api) -> None:
