@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# pipecat logs a banner and DEBUG lines through loguru unless told otherwise (read at import).
+os.environ.setdefault("LOGURU_LEVEL", "WARNING")
 
 
 @pytest.fixture

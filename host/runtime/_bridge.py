@@ -38,6 +38,7 @@ class Channel:
     delivered: int = 0
     dropped: int = 0
     failure: PluginError | None = None
+    generation: int = 0  # the plugin process's start count when the session was opened
     ready: anyio.Event = field(default_factory=anyio.Event)
     idle: anyio.Event = field(default_factory=anyio.Event)
     closed: bool = False
@@ -50,6 +51,15 @@ class Channel:
             return
         self.queue.append(event)
         self.ready.set()
+
+    def lost(self) -> PluginError | None:
+        """The error when the process that holds this session is gone (crashed or restarted)."""
+        handle = self.handle
+        if handle.starts == self.generation and handle.state.value == "ready":
+            return None
+        return handle.last_error or PluginError(
+            "the plugin process holding this session stopped", plugin=self.plugin
+        )
 
     def take(self, limit: int) -> list[LiveEvent]:
         count = min(limit, len(self.queue))
@@ -97,6 +107,9 @@ class RunBridge:
             batch = channel.take(BATCH_SIZE)
             params = RuntimeEventsParams(channel.session_id, batch, channel.dropped)
             try:
+                lost = channel.lost()
+                if lost is not None:
+                    raise lost  # never restart a plugin mid-call: its session is gone
                 await channel.handle.notify(Method.RUNTIME_EVENTS, params)
             except PluginError as exc:
                 channel.failure = exc

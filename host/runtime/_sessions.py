@@ -74,6 +74,10 @@ class HostRuntimeSession:
             raise self.open_error or PluginError("session was never opened", plugin=self.name)
         channel = self.channel
         await self.bridge.flush(channel, FLUSH_TIMEOUT_S)
+        lost = channel.failure or channel.lost()
+        if lost is not None:
+            _providers.pop(channel.session_id, None)
+            raise lost
         try:
             params = RuntimeFinishParams(channel.session_id, gathered_context, channel.dropped)
             result: RuntimeFinishResult = await channel.handle.call(
@@ -166,7 +170,7 @@ async def _open(
         _providers.pop(session_id, None)
         return None
     subscriptions = frozenset(opened.subscriptions) if opened.subscriptions is not None else None
-    channel = Channel(name, handle, session_id, subscriptions)
+    channel = Channel(name, handle, session_id, subscriptions, generation=handle.starts)
     bridge.channels.append(channel)
     return HostRuntimeSession(name, bridge, channel)
 

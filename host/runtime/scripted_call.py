@@ -223,3 +223,32 @@ async def run_scripted_call(
     await runner.add_workers(worker)
     await runner.run()
     return {"messages": [dict(message) for message in llm.messages]}
+
+
+class PassThrough(FrameProcessor):
+    """A processor that only forwards frames (a stand-in for real pipeline stages)."""
+
+    async def process_frame(self, frame: f.Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        await self.push_frame(frame, direction)
+
+
+async def run_frame_burst(
+    frames: Sequence[f.Frame],
+    attach: Callable[[PipelineWorker], None] | None = None,
+    *,
+    stages: int = 3,
+) -> None:
+    """Queue `frames` then an `EndFrame` through `stages` pass-through processors (lean worker)."""
+    worker = PipelineWorker(
+        Pipeline([PassThrough() for _ in range(stages)]),
+        enable_rtvi=False,
+        enable_turn_tracking=False,
+        idle_timeout_secs=None,
+    )
+    if attach is not None:
+        attach(worker)
+    await worker.queue_frames([*frames, f.EndFrame()])
+    runner = WorkerRunner(handle_sigint=False)
+    await runner.add_workers(worker)
+    await runner.run()

@@ -1,0 +1,181 @@
+"""Live call path: a scripted call through a real pipecat worker, bridged to real plugins."""
+
+from __future__ import annotations
+
+import signal
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from pipecat.frames import frames as f
+
+import host.runtime._sessions as sessions_module
+from host import HostConfig, PluginHost
+from host.completion import SQLiteRunStore
+from host.runtime import (
+    LIVE_KEY,
+    IntegrationRuntimeContext,
+    RunBridge,
+    create_runtime_sessions,
+    finish_call,
+)
+from host.runtime._bridge import Channel
+from host.runtime.scripted_call import run_frame_burst, run_scripted_call
+from sdk.protocol import EventKind
+
+pytestmark = pytest.mark.anyio
+PLUGINS = Path(__file__).resolve().parents[1] / "fixtures" / "runtime_plugins"
+SPEECH = {
+    "user.started_speaking",
+    "user.stopped_speaking",
+    "bot.started_speaking",
+    "bot.stopped_speaking",
+}
+SECRET = "recorder-secret-000111"
+PROVIDER_KEY = "sk-provider-key-999888"
+
+
+def graph(*types: str) -> dict[str, Any]:
+    nodes = {t: {"id": t, "type": t, "data": {"name": t, "secret": SECRET + t}} for t in types}
+    return {"nodes": nodes}
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[tuple[PluginHost, SQLiteRunStore]]:
+    config = HostConfig(
+        plugins_root=PLUGINS, data_dir=tmp_path / "data", use_venvs=False, idle_timeout_s=None
+    )
+    with anyio.fail_after(90):
+        async with PluginHost(config) as plugins, SQLiteRunStore(tmp_path / "runs.db") as store:
+            await plugins.registry.refresh()
+            yield plugins, store
+
+
+class Recording(Channel):
+    """A channel that only records (no plugin behind it): the bridge's unit-test seam."""
+
+    def __init__(self) -> None:
+        super().__init__("recording", None, "s", None, capacity=10**6)  # type: ignore[arg-type]
+
+
+async def test_frames_become_events_once_each_with_the_sibling_rule() -> None:
+    bridge = RunBridge(1)
+    channel = Recording()
+    bridge.channels.append(channel)
+    await run_scripted_call(attach=bridge.attach)
+    kinds = Counter(event.kind for event in channel.queue)
+    assert kinds[EventKind.CALL_STARTED] == 1
+    assert kinds[EventKind.CALL_ENDED] == 1
+    assert kinds[EventKind.USER_STARTED_SPEAKING] == 4  # broadcast both ways, counted once
+    assert kinds[EventKind.BOT_STARTED_SPEAKING] == kinds[EventKind.BOT_STOPPED_SPEAKING] == 4
+    assert kinds[EventKind.TRANSCRIPT_FINAL] == 4
+    assert kinds[EventKind.TOOL_CALL_STARTED] == kinds[EventKind.TOOL_CALL_RESULT] == 1
+    assert kinds[EventKind.INTERRUPTION] == 1
+    assert kinds[EventKind.METRICS_LLM_USAGE] == 4
+    seqs = [event.seq for event in channel.queue]
+    assert seqs == sorted(seqs)
+    assert len(set(seqs)) == len(seqs)
+
+
+async def test_two_plugins_receive_exactly_their_subscribed_events_and_snapshots_persist(
+    env: tuple[PluginHost, SQLiteRunStore],
+) -> None:
+    plugins, store = env
+    definition = graph("recorder_all", "recorder_speech")
+    run_id = await store.create_run(
+        workflow_definition={"nodes": list(definition["nodes"].values())}
+    )
+    context = IntegrationRuntimeContext(
+        workflow_run_id=run_id,
+        workflow_graph=definition,
+        user_config={"llm": {"api_key": PROVIDER_KEY}},
+        context_messages_provider=lambda: [{"role": "user", "content": "hi"}],
+    )
+    sessions = await create_runtime_sessions(context, plugins=plugins)
+    assert [s.name for s in sessions] == ["recorder_all", "recorder_speech"]
+    everything = Recording()
+    sessions[0].bridge.channels.append(everything)
+    gathered = await run_scripted_call(attach=lambda worker: [s.attach(worker) for s in sessions])  # type: ignore[func-returns-value]
+    await finish_call(sessions, gathered_context=gathered, store=store, run_id=run_id)
+    run = await store.get_run(run_id)
+    assert run is not None
+    emitted = [[e.kind, e.seq] for e in everything.queue]
+    assert run.logs["recorder_all"]["events"] == emitted
+    assert run.logs["recorder_speech"]["events"] == [e for e in emitted if e[0] in SPEECH]
+    assert run.logs["recorder_all"]["messages"] == 1  # context.messages answered by the host
+    assert run.logs[LIVE_KEY]["recorder_all"]["dropped"] == 0
+
+
+async def test_a_plugin_sees_only_its_own_secrets_and_masked_provider_keys(
+    env: tuple[PluginHost, SQLiteRunStore],
+) -> None:
+    plugins, store = env
+    definition = graph("recorder_all", "recorder_speech")
+    run_id = await store.create_run(workflow_definition={"nodes": []})
+    context = IntegrationRuntimeContext(
+        run_id, workflow_graph=definition, user_config={"llm": {"api_key": PROVIDER_KEY}}
+    )
+    sessions = await create_runtime_sessions(context, plugins=plugins)
+    await run_scripted_call(attach=lambda worker: [s.attach(worker) for s in sessions])  # type: ignore[func-returns-value]
+    logs = await finish_call(sessions, gathered_context={}, store=store, run_id=run_id)
+    seen = logs["recorder_all"]["graph"]["nodes"]
+    assert seen["recorder_all"]["data"]["secret"] == SECRET + "recorder_all"
+    assert seen["recorder_speech"]["data"]["secret"] != SECRET + "recorder_speech"
+    assert seen["recorder_speech"]["data"]["secret"].endswith("eech")
+    assert PROVIDER_KEY not in str(logs)
+
+
+async def test_a_plugin_killed_mid_call_gets_an_error_entry_and_the_other_snapshot_persists(
+    env: tuple[PluginHost, SQLiteRunStore],
+) -> None:
+    plugins, store = env
+    definition = graph("recorder_all", "recorder_speech")
+    run_id = await store.create_run(workflow_definition={"nodes": []})
+    sessions = await create_runtime_sessions(
+        IntegrationRuntimeContext(run_id, workflow_graph=definition), plugins=plugins
+    )
+    victim = plugins.get("recorder_speech")
+    proc = await victim.start()
+
+    def attach(worker: Any) -> None:
+        for session in sessions:
+            session.attach(worker)
+        proc.process.kill_group(signal.SIGKILL)  # dies as the call starts
+
+    await run_scripted_call(attach=attach)
+    await finish_call(sessions, gathered_context={}, store=store, run_id=run_id)
+    run = await store.get_run(run_id)
+    assert run is not None
+    assert run.logs["recorder_all"]["events"]
+    entry = run.logs["integration_recorder_speech"]
+    assert entry["error"] in {"PluginCrashed", "ConnectionClosed"}
+    assert "recorder_speech" in entry["message"]
+
+
+async def test_a_plugin_that_never_reads_only_loses_its_own_events(
+    env: tuple[PluginHost, SQLiteRunStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plugins, store = env
+    monkeypatch.setattr(sessions_module, "FLUSH_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(sessions_module, "FINISH_TIMEOUT_S", 0.5)
+    definition = graph("recorder_all", "stuck")
+    run_id = await store.create_run(workflow_definition={"nodes": []})
+    sessions = await create_runtime_sessions(
+        IntegrationRuntimeContext(run_id, workflow_graph=definition), plugins=plugins
+    )
+    stuck = next(s for s in sessions if s.name == "stuck")
+    assert stuck.channel is not None
+    stuck.channel.capacity = 100  # the default holds a minute of a call; keep this test small
+    frames = [f.LLMTextFrame("x" * 200) for _ in range(3000)]
+    await run_frame_burst(frames, attach=lambda worker: [s.attach(worker) for s in sessions])  # type: ignore[func-returns-value]
+    await finish_call(sessions, gathered_context={}, store=store, run_id=run_id)
+    run = await store.get_run(run_id)
+    assert run is not None
+    live = run.logs[LIVE_KEY]
+    assert live["stuck"]["dropped"] > 0
+    assert live["stuck"]["status"] == "error"
+    assert live["recorder_all"]["dropped"] == 0
+    assert len(run.logs["recorder_all"]["events"]) == 3002  # every text frame, start and end
