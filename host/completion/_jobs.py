@@ -73,7 +73,7 @@ class EmbeddedWorker:
 
     async def run(self) -> None:
         """Claim and run jobs until `drain()`."""
-        limiter = anyio.CapacityLimiter(self.concurrency)
+        limiter = anyio.Semaphore(self.concurrency)
         await self.recover()
         async with anyio.create_task_group() as group:
             while not self._stopping:
@@ -122,7 +122,7 @@ class EmbeddedWorker:
 
         return await self.store.execute(work)
 
-    async def _run_job(self, run_id: int, limiter: anyio.CapacityLimiter | None) -> None:
+    async def _run_job(self, run_id: int, limiter: anyio.Semaphore | None) -> None:
         try:
             report = await run_integrations(run_id, plugins=self.plugins, store=self.store)
             self.completed.append(report)

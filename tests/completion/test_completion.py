@@ -1,0 +1,270 @@
+"""Post-call completion with real plugin processes, the SQLite store and a local HTTP receiver."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+import textwrap
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+import uvicorn
+from fastapi import FastAPI, Request
+
+from host import HostConfig, PluginHost
+from host.completion import EmbeddedWorker, SQLiteRunStore, enqueue, job_state, run_integrations
+
+pytestmark = pytest.mark.anyio
+PLUGINS = Path(__file__).resolve().parents[1] / "fixtures" / "completion_plugins"
+REPO = Path(__file__).resolve().parents[2]
+
+
+class Receiver:
+    """Counts requests per (path, idempotency key) on 127.0.0.1."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self.started = anyio.Event()
+        app = FastAPI()
+
+        @app.post("/{path}")
+        async def receive(path: str, request: Request) -> dict[str, bool]:
+            self.counts[(path, request.headers.get("idempotency-key", ""))] += 1
+            if path == "started":
+                self.started.set()
+            return {"ok": True}
+
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    listener = Receiver()
+    async with anyio.create_task_group() as group:
+        group.start_soon(lambda: listener.server.serve(sockets=[listener.socket]))
+        yield listener
+        listener.server.should_exit = True
+
+
+def config(tmp_path: Path, receiver: Receiver, *, slow: str = "0") -> HostConfig:
+    return HostConfig(
+        plugins_root=PLUGINS,
+        data_dir=tmp_path / "data",
+        use_venvs=False,
+        idle_timeout_s=None,
+        extra_env={"RECEIVER_URL": receiver.url, "PLUGBOX_TEST_SLOW": slow},
+    )
+
+
+def definition(*nodes: tuple[str, str, bool]) -> dict[str, Any]:
+    return {
+        "nodes": [{"id": i, "type": t, "data": {"name": i, "enabled": on}} for i, t, on in nodes],
+        "edges": [],
+    }
+
+
+async def test_phases_run_in_order_and_later_phases_see_earlier_annotations(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    with anyio.fail_after(60):
+        async with (
+            PluginHost(config(tmp_path, receiver)) as plugins,
+            SQLiteRunStore(tmp_path / "r.db") as store,
+        ):
+            run_id = await store.create_run(
+                workflow_definition=definition(
+                    ("q", "qa_probe", True), ("s", "sender", True), ("off", "sender", False)
+                )
+            )
+            report = await run_integrations(run_id, plugins=plugins, store=store)
+            run = await store.get_run(run_id)
+    assert run is not None
+    assert [o.phase for o in report.outcomes] == ["qa", "integration"]
+    assert run.annotations["q"] == {"node_id": "q", "qa": "passed"}
+    assert run.annotations["s"]["seen"] == ["q"]  # the QA annotation was visible to the later phase
+    assert "off" not in run.annotations  # the disabled node was skipped
+    assert sum(count for (path, _), count in receiver.counts.items() if path == "deliver") == 1
+    assert report.public_token
+
+
+async def test_a_plugin_with_only_disabled_nodes_is_never_called(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    with anyio.fail_after(60):
+        async with (
+            PluginHost(config(tmp_path, receiver)) as plugins,
+            SQLiteRunStore(tmp_path / "r.db") as store,
+        ):
+            run_id = await store.create_run(
+                workflow_definition=definition(("off", "sender", False))
+            )
+            report = await run_integrations(run_id, plugins=plugins, store=store)
+            assert "completion.run" not in plugins.get("sender").stats.methods
+            run = await store.get_run(run_id)
+    assert report.public_token is None  # no post-call work, no public token
+    assert run is not None
+    assert run.public_token is None
+
+
+async def test_a_handler_crashing_twice_then_succeeding_is_recorded_once_with_its_attempts(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    with anyio.fail_after(60):
+        async with (
+            PluginHost(config(tmp_path, receiver)) as plugins,
+            SQLiteRunStore(tmp_path / "r.db") as store,
+        ):
+            run_id = await store.create_run(workflow_definition=definition(("f", "flaky", True)))
+            report = await run_integrations(run_id, plugins=plugins, store=store)
+            again = await run_integrations(run_id, plugins=plugins, store=store)  # a duplicate job
+            run = await store.get_run(run_id)
+            recorded = await store.recorded_nodes(run_id)
+    assert run is not None
+    assert report.outcomes[0].status == "done"
+    assert report.outcomes[0].attempts == 3
+    assert run.annotations["f"] == {"node_id": "f", "attempt": 3}
+    assert recorded == {"f": "done"}
+    assert again.outcomes[0].status == "skipped"
+
+
+async def test_a_handler_that_always_hangs_fails_after_retries_while_others_are_recorded(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    with anyio.fail_after(60):
+        async with (
+            PluginHost(config(tmp_path, receiver)) as plugins,
+            SQLiteRunStore(tmp_path / "r.db") as store,
+        ):
+            run_id = await store.create_run(
+                workflow_definition=definition(
+                    ("h", "hanger", True), ("q", "qa_probe", True), ("s", "sender", True)
+                )
+            )
+            await run_integrations(run_id, plugins=plugins, store=store)
+            run = await store.get_run(run_id)
+    assert run is not None
+    failed = run.annotations["h"]
+    assert failed["status"] == "failed"
+    assert failed["error"]["type"] == "PluginTimeout"
+    assert failed["attempts"] == 2
+    assert run.annotations["q"]["qa"] == "passed"
+    assert run.annotations["s"]["node_id"] == "s"
+
+
+WORKER = textwrap.dedent(
+    """
+    import anyio, sys
+    from pathlib import Path
+    from host import HostConfig, PluginHost
+    from host.completion import EmbeddedWorker, SQLiteRunStore
+
+    async def main(data, plugins_root, receiver, slow):
+        env = {"RECEIVER_URL": receiver, "PLUGBOX_TEST_SLOW": slow}
+        config = HostConfig(plugins_root=Path(plugins_root), data_dir=Path(data) / "data",
+                            use_venvs=False, idle_timeout_s=None, extra_env=env)
+        async with PluginHost(config) as plugins, SQLiteRunStore(Path(data) / "r.db") as store:
+            await EmbeddedWorker(store, plugins).run_until_empty()
+
+    anyio.run(main, *sys.argv[1:])
+    """
+)
+
+
+async def test_a_worker_killed_mid_job_resumes_on_restart_without_duplicate_delivery(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    async with SQLiteRunStore(tmp_path / "r.db") as store:
+        run_id = await store.create_run(
+            workflow_definition=definition(("s", "sender", True), ("w", "slow", True))
+        )
+        await enqueue(store, run_id)
+    argv = [sys.executable, "-c", WORKER, str(tmp_path), str(PLUGINS), receiver.url]
+    with anyio.fail_after(90):
+        first = await anyio.open_process([*argv, "1"], cwd=REPO, stdout=None, stderr=None)
+        await receiver.started.wait()  # sender delivered and was recorded; slow is mid-call
+        first.send_signal(signal.SIGKILL)
+        await first.wait()
+        async with SQLiteRunStore(tmp_path / "r.db") as store:
+            assert await job_state(store, run_id) == "running"  # orphaned by the dead worker
+        second = await anyio.run_process([*argv, "0"], cwd=REPO, stdout=None, stderr=None)
+        assert second.returncode == 0
+        async with SQLiteRunStore(tmp_path / "r.db") as store:
+            assert await job_state(store, run_id) == "done"
+            run = await store.get_run(run_id)
+    assert run is not None
+    deliveries = {key: count for (path, key), count in receiver.counts.items() if path == "deliver"}
+    assert len(deliveries) == 2  # one per node
+    assert set(deliveries.values()) == {1}  # no idempotency key was delivered twice
+    assert run.annotations["w"]["delivered"] is True
+
+
+async def test_the_store_merges_concurrent_writers_without_loss_and_refuses_foreign_keys(
+    tmp_path: Path,
+) -> None:
+    async with SQLiteRunStore(tmp_path / "r.db") as store:
+        run_id = await store.create_run(workflow_definition={"nodes": []})
+        async with anyio.create_task_group() as group:
+            for writer in range(20):
+                for key in range(10):
+                    group.start_soon(
+                        lambda w=writer, k=key: store.merge_annotations(
+                            run_id, {f"{w}-{k}": k}, writer=f"p{w}"
+                        )
+                    )
+        refused = await store.merge_annotations(run_id, {"0-0": "stolen", "new": 1}, writer="p1")
+        run = await store.get_run(run_id)
+    assert run is not None
+    assert len(run.annotations) == 201
+    assert run.annotations["0-0"] == 0
+    assert refused.refused == [("0-0", "p0")]
+    assert refused.applied == ["new"]
+
+
+async def test_the_store_migrates_an_older_schema_on_open(tmp_path: Path) -> None:
+    import sqlite3
+
+    from host.completion._store import _MIGRATIONS
+
+    db = sqlite3.connect(tmp_path / "old.db")
+    db.executescript(_MIGRATIONS[0] + "PRAGMA user_version = 1;")
+    db.execute(
+        "INSERT INTO runs (organization_id, workflow_definition, created_at) VALUES (1, '{}', 0)"
+    )
+    db.commit()
+    db.close()
+    async with SQLiteRunStore(tmp_path / "old.db") as store:
+        assert await enqueue(store, 1)  # the jobs table of schema version 2 exists now
+        assert (await store.get_run(1)) is not None
+    assert sqlite3.connect(tmp_path / "old.db").execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+async def test_the_embedded_worker_runs_queued_jobs_and_drains(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    with anyio.fail_after(60):
+        async with (
+            PluginHost(config(tmp_path, receiver)) as plugins,
+            SQLiteRunStore(tmp_path / "r.db") as store,
+        ):
+            worker = EmbeddedWorker(store, plugins, concurrency=2)
+            ids = [
+                await store.create_run(workflow_definition=definition(("q", "qa_probe", True)))
+                for _ in range(5)
+            ]
+            async with anyio.create_task_group() as group:
+                group.start_soon(worker.run)
+                for run_id in ids:
+                    await worker.submit(run_id)
+                while len(worker.completed) < len(ids):  # noqa: ASYNC110 - bounded by fail_after
+                    await anyio.sleep(0.01)
+                await worker.drain()
+            states = {await job_state(store, run_id) for run_id in ids}
+    assert states == {"done"}
