@@ -121,9 +121,17 @@ async def serve_in_memory(package: IntegrationPackageSpec) -> AsyncIterator[Plug
 
 @asynccontextmanager
 async def run_subprocess(
-    import_name: str, *, plugin_dir: Path, env: dict[str, str] | None = None, compat: bool = False
+    import_name: str,
+    *,
+    plugin_dir: Path,
+    env: dict[str, str] | None = None,
+    compat: bool = False,
+    stderr: Any = None,
 ) -> AsyncIterator[PluginClient]:
-    """Run a package in a real child process as the host would; yield an initialized client."""
+    """Run a package in a real child process as the host would; yield an initialized client.
+
+    `stderr` is where the plugin's log lines go (a file object; default: this process's stderr).
+    """
     child_env = {
         **os.environ,
         PLUGIN_COOKIE_ENV: PLUGIN_COOKIE_VALUE,
@@ -132,9 +140,10 @@ async def run_subprocess(
         **(env or {}),
     }
     process = await anyio.open_process(
-        [sys.executable, "-m", "sdk.serve", import_name], env=child_env
+        [sys.executable, "-m", "sdk.serve", import_name], env=child_env, stderr=stderr
     )
-    assert process.stdout is not None and process.stdin is not None  # noqa: PT018
+    assert process.stdout is not None
+    assert process.stdin is not None
     client = PluginClient(
         RpcSession(ByteMessageStream(process.stdout, process.stdin), name=import_name)
     )
