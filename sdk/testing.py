@@ -440,6 +440,11 @@ def check_package(package: IntegrationPackageSpec | str | Path) -> CheckReport:
     return anyio.run(run)
 
 
+def import_plugin(directory: Path) -> IntegrationPackageSpec:
+    """Put a plugin directory on the import path and return the package it registers."""
+    return _load(directory)
+
+
 def _load(target: str | Path) -> IntegrationPackageSpec:
     if isinstance(target, Path):
         import tomllib
