@@ -71,11 +71,12 @@ class PluginHost:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool | None:
+    ) -> None:
         await self.aclose()
         assert self._group is not None
         self._group.cancel_scope.cancel()
-        return await self._group.__aexit__(exc_type, exc, tb)
+        # The body's own exception is not handed to the group, so it propagates unwrapped.
+        await self._group.__aexit__(None, None, None)
 
     def get(self, name: str) -> PluginHandle:
         """The handle of plugin `name` (no process is started until it is used)."""

@@ -198,9 +198,11 @@ _TEST = '''\
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sdk.testing import check_package
 
 
 def test_{name}_meets_the_contract() -> None:
-    check_package("{name}").raise_for_failures()
+    check_package(Path(__file__).resolve().parents[1]).raise_for_failures()
 '''

@@ -152,11 +152,12 @@ class RpcSession:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool | None:
+    ) -> None:
         await self.aclose()
         assert self._task_group is not None
         self._task_group.cancel_scope.cancel()
-        return await self._task_group.__aexit__(exc_type, exc, tb)
+        # The body's own exception is not handed to the group, so it propagates unwrapped.
+        await self._task_group.__aexit__(None, None, None)
 
     async def run(self) -> None:
         """Read and dispatch messages until the stream ends; then fail what is pending."""
