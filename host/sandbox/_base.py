@@ -88,7 +88,11 @@ class RunningProcess:
         return self._process.returncode
 
     async def wait(self) -> int:
-        return await self._process.wait()
+        """The exit status; a signal is negative, also under bwrap (which reports 128 + N)."""
+        code = await self._process.wait()
+        if "bwrap" in self.layers and code > 128:
+            return -(code - 128)
+        return code
 
     def kill_group(self, sig: int = signal.SIGKILL) -> None:
         """Signal the plugin's whole process group (it leads its own session)."""

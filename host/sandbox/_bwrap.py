@@ -61,5 +61,7 @@ def bwrap_argv(spec: LaunchSpec, executable: str) -> list[str]:
     for rw_path in [spec.data_dir, *spec.permissions.writable_paths]:
         target = str(Path(rw_path).resolve())
         args += ["--bind", target, target]
-    args += ["--chdir", str(spec.data_dir.resolve()), "--"]
+    # The root bwrap builds is a tmpfs holding the mount points; make it read-only so nothing but
+    # the data directory (and granted paths, and the private /tmp) can be written.
+    args += ["--remount-ro", "/", "--chdir", str(spec.data_dir.resolve()), "--"]
     return args + spec.argv

@@ -55,6 +55,7 @@ class PluginCgroup:
         leaf = f"{name}-{uuid.uuid4().hex[:8]}"
         self.memory_dir = support.memory / leaf
         self.pids_dir = support.pids / leaf
+        self._final: tuple[int, int] | None = None  # (oom kills, pids.max hits) read at removal
 
     def create(self) -> None:
         if self.support.version == 2:
@@ -78,13 +79,20 @@ class PluginCgroup:
             with open(directory / "cgroup.procs", "w", encoding="ascii") as stream:
                 stream.write(pid)
 
+    def counters(self) -> tuple[int, int]:
+        if self._final is not None:
+            return self._final
+        oom = self._counter(self.memory_dir / _oom_file(self.support.version), "oom_kill")
+        return oom, self._counter(self.pids_dir / "pids.events", "max")
+
     def diagnose(self, returncode: int, stderr_tail: str) -> LimitExceeded | None:
-        if self._counter(self.memory_dir / _oom_file(self.support.version), "oom_kill") > 0:
+        oom_kills, pids_hits = self.counters()
+        if oom_kills > 0:
             what = f"memory limit {self.limits.memory_mb} MiB exceeded"
             return LimitExceeded(
                 f"plugin {self.name!r} killed: {what}", plugin=self.name, data={"limit": "memory"}
             )
-        if self._counter(self.pids_dir / "pids.events", "max") > 0:
+        if pids_hits > 0:
             what = f"process limit {self.limits.pids} exceeded"
             return LimitExceeded(
                 f"plugin {self.name!r} stopped: {what}", plugin=self.name, data={"limit": "pids"}
@@ -92,6 +100,7 @@ class PluginCgroup:
         return None
 
     async def remove(self) -> None:
+        self._final = self.counters()  # the verdict outlives the group
         for directory in {self.memory_dir, self.pids_dir}:
             _kill_members(directory)
             with contextlib.suppress(OSError):

@@ -80,7 +80,7 @@ def diagnose_rlimits(
     def diagnose(returncode: int, stderr_tail: str) -> LimitExceeded | None:
         if returncode == -signal.SIGXCPU:
             return _exceeded(name, "cpu", f"CPU limit {limits.cpu_seconds} s exceeded")
-        if returncode == -signal.SIGXFSZ:
+        if returncode == -signal.SIGXFSZ or "File too large" in stderr_tail:
             return _exceeded(
                 name, "file_size", f"file size limit {limits.file_size_mb} MiB exceeded"
             )
