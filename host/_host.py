@@ -21,6 +21,7 @@ import anyio.abc
 from sdk.protocol import PluginError
 
 from ._manifest import DiscoveryError, Manifest, discover
+from ._redaction import SecretScrubber
 from ._registry import Registry
 from ._supervisor import LaunchConfig, PluginHandle
 from ._venv import Progress, VenvBuilder, VenvInfo, sdk_hash, sdk_source_dir
@@ -59,6 +60,8 @@ class PluginHost:
         self.venvs = VenvBuilder(data / "venvs", progress=progress)
         self.registry = Registry(self.manifests, self.get, data / "spec-cache", sdk_hash())
         self._handles: dict[str, PluginHandle] = {}
+        # Known secret values, masked out of logs, errors, metrics and stored results.
+        self.scrubber = SecretScrubber()
         self._group: anyio.abc.TaskGroup | None = None
 
     async def __aenter__(self) -> PluginHost:
@@ -94,7 +97,9 @@ class PluginHost:
         async def config() -> LaunchConfig:
             return await self._launch_config(manifest)
 
-        handle = self._handles[name] = PluginHandle(manifest, config, self._group)
+        handle = self._handles[name] = PluginHandle(
+            manifest, config, self._group, scrubber=self.scrubber
+        )
         return handle
 
     def spawn(self, function: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:

@@ -15,6 +15,8 @@ from collections import deque
 import anyio
 import anyio.abc
 
+from ._redaction import SecretScrubber
+
 MAX_LINE = 8 * 1024  # longer lines are cut: a log line, not a data channel
 TAIL_LINES = 40  # enough context for a traceback in a crash report
 _TAIL_LINE_CHARS = 500
@@ -30,8 +32,9 @@ _LEVELS = {
 class StderrPump:
     """Reads one plugin's stderr until EOF."""
 
-    def __init__(self, plugin: str) -> None:
+    def __init__(self, plugin: str, scrubber: SecretScrubber | None = None) -> None:
         self.plugin = plugin
+        self.scrubber = scrubber or SecretScrubber()
         self.logger = logging.getLogger(f"plugbox.plugins.{plugin}")
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
         self.lines = 0
@@ -62,7 +65,7 @@ class StderrPump:
             self._emit(bytes(pending))
 
     def _emit(self, raw: bytes) -> None:
-        text = raw.decode("utf-8", errors="replace").rstrip("\r")
+        text = self.scrubber.scrub_text(raw.decode("utf-8", errors="replace").rstrip("\r"))
         if not text:
             return
         self.lines += 1

@@ -47,6 +47,7 @@ from sdk.protocol import (
 
 from ._breaker import CrashBreaker
 from ._manifest import Manifest
+from ._redaction import SecretScrubber
 from ._stats import CallStats
 from ._stderr import StderrPump
 from .sandbox import LaunchSpec, RunningProcess, SandboxLimits, SandboxPermissions, SandboxPolicy
@@ -106,6 +107,7 @@ class PluginHandle:
         task_group: anyio.abc.TaskGroup,
         *,
         breaker: CrashBreaker | None = None,
+        scrubber: SecretScrubber | None = None,
     ) -> None:
         self.manifest = manifest
         self.name = manifest.name
@@ -119,6 +121,7 @@ class PluginHandle:
         self.handshake: InitializeResult | None = None
         self._tg = task_group
         self._breaker = breaker or CrashBreaker()
+        self.scrubber = scrubber or SecretScrubber()
         self._proc: _Process | None = None
         self._start_lock = anyio.Lock()
         self._handlers: dict[str, tuple[RequestHandler, Any]] = {}
@@ -247,7 +250,7 @@ class PluginHandle:
         config = await self._resolve_config()
         process = await sandbox_launch(self._launch_spec(config), config.sandbox_policy)
         session = RpcSession(ByteMessageStream(process.stdout, process.stdin), name=self.name)
-        proc = _Process(process, session, StderrPump(self.name))
+        proc = _Process(process, session, StderrPump(self.name, self.scrubber))
         self._register(session)
         self._proc = proc
         self._tg.start_soon(self._supervise, proc)

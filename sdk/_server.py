@@ -41,6 +41,7 @@ from .protocol import (
     HttpResponseResult,
     InitializeParams,
     InitializeResult,
+    InternalError,
     Method,
     MethodNotFound,
     NodeTypeInfo,
@@ -258,7 +259,7 @@ class PluginServer:
                 continue
             if snapshot:
                 merged.update(snapshot)
-        return RuntimeFinishResult(snapshot=merged or None)
+        return RuntimeFinishResult(snapshot=_strict_json(merged, "snapshot") or None)
 
     # -- completion and routes ------------------------------------------------------------------
 
@@ -282,7 +283,8 @@ class PluginServer:
         artifacts = {
             a.name: Artifact(content_type=a.content_type, body=a.body) for a in context.artifacts
         }
-        return CompletionRunResult(result=dict(result or {}), artifacts=artifacts)
+        checked = _strict_json(dict(result or {}), "completion result")
+        return CompletionRunResult(result=checked, artifacts=artifacts)
 
     async def http_request(self, params: HttpRequestParams) -> HttpResponseResult:
         routes = self._routes_app()
@@ -297,6 +299,19 @@ class PluginServer:
 
     async def shutdown(self, params: ShutdownParams) -> None:
         self.shutdown_requested.set()
+
+
+def _strict_json(value: dict[str, Any], what: str) -> dict[str, Any]:
+    """Refuse NaN, infinities and non-JSON values instead of letting the encoder bend them."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidResult(f"the {what} is not strict JSON: {exc}") from None
+    return value
+
+
+class InvalidResult(InternalError):
+    """A plugin's snapshot or result cannot cross the wire as JSON."""
 
 
 def _issues(exc: ValidationError) -> list[ValidationIssue]:

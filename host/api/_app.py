@@ -36,7 +36,7 @@ def create_app(
     scrubber: SecretScrubber | None = None,
 ) -> FastAPI:
     """Build the plugbox API over a running `PluginHost` (and a run store for public artifacts)."""
-    state = ApiState(plugins, store, limits or ApiLimits(), scrubber or SecretScrubber())
+    state = ApiState(plugins, store, limits or ApiLimits(), scrubber or plugins.scrubber)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

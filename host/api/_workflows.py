@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sdk.protocol import ValidateItem, ValidateOutcome
 
 from .._masking import MaskedSecretError, iter_nodes, mask_definition, merge_secrets, node_data
+from .._redaction import secret_values
 from .._registry import Registry
 from ._state import ApiStateDep
 
@@ -56,6 +57,7 @@ async def validate_workflow(body: WorkflowDefinition, state: ApiStateDep) -> Val
     """Every problem of a definition: node data, unknown types, graph constraints."""
     registry = await state.ready()
     definition = body.model_dump()
+    state.scrubber.add(secret_values(definition, registry.sensitive_fields))
     nodes = list(iter_nodes(definition))
     problems = await _node_problems(nodes, registry)
     problems += _graph_problems(nodes, definition.get("edges") or [], registry)
@@ -66,7 +68,9 @@ async def validate_workflow(body: WorkflowDefinition, state: ApiStateDep) -> Val
 async def mask_workflow(body: WorkflowDefinition, state: ApiStateDep) -> dict[str, Any]:
     """The definition with every sensitive field masked."""
     registry = await state.ready()
-    return mask_definition(body.model_dump(), registry.sensitive_fields)
+    definition = body.model_dump()
+    state.scrubber.add(secret_values(definition, registry.sensitive_fields))
+    return mask_definition(definition, registry.sensitive_fields)
 
 
 @router.post("/merge-secrets", response_model=None)
@@ -75,6 +79,8 @@ async def merge_workflow_secrets(
 ) -> dict[str, Any] | JSONResponse:
     """The incoming definition with stored secrets restored where it carries their masks."""
     registry = await state.ready()
+    for definition in (body.incoming, body.stored):
+        state.scrubber.add(secret_values(definition.model_dump(), registry.sensitive_fields))
     try:
         return merge_secrets(
             body.incoming.model_dump(), body.stored.model_dump(), registry.sensitive_fields

@@ -89,7 +89,7 @@ async def run_integrations(
         return CompletionReport(run_id, None)
     token = await store.ensure_public_token(run_id)
     report = CompletionReport(run_id, token)
-    scrubber = scrubber or SecretScrubber()
+    scrubber = scrubber or plugins.scrubber
     scrubber.add(secret_values(run.workflow_definition, registry.sensitive_fields))
     for phase in PHASE_ORDER:
         names = [name for name in sorted(work) if plugins.manifests[name].completion.phase == phase]

@@ -26,6 +26,9 @@ import anyio
 
 T = TypeVar("T")
 HOST_WRITER = "host"  # the writer name of keys the host itself owns
+# Keys only the host may write, whoever comes first: its live-delivery figures and the error
+# entries it records for plugins (`integration_<plugin>`, as the reference names them).
+RESERVED_PREFIXES = ("plugbox_", "integration_")
 
 _MIGRATIONS: tuple[str, ...] = (
     """
@@ -311,6 +314,9 @@ def _merge(
             ).fetchone()
             if row is not None and row[0] != writer:
                 report.refused.append((key, str(row[0])))
+                continue
+            if writer != HOST_WRITER and key.startswith(RESERVED_PREFIXES):
+                report.refused.append((key, HOST_WRITER))
                 continue
             db.execute(
                 "INSERT INTO entries VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id, section, key)"

@@ -32,12 +32,14 @@ async def finish_call(
     scrubber: SecretScrubber | None = None,
 ) -> dict[str, Any]:
     """Collect, check and persist every session's snapshot; return the merged integration logs."""
-    scrubber = scrubber or SecretScrubber()
+    scrubber = scrubber or (sessions[0].scrubber if sessions else SecretScrubber())
     integration_logs: dict[str, Any] = {}
     live: dict[str, Any] = {}
     for session in sorted(sessions, key=lambda s: s.name):
         entries, status = await _snapshot_entries(session, gathered_context, scrubber)
-        report = await store.merge_logs(run_id, entries, writer=session.name) if entries else None
+        # Error entries are the host's (reserved `integration_` keys); snapshots the plugin's.
+        writer = HOST_WRITER if status["status"] == "error" else session.name
+        report = await store.merge_logs(run_id, entries, writer=writer) if entries else None
         if report and report.refused:
             logger.warning(
                 "plugin %r tried to overwrite log keys it does not own: %s",

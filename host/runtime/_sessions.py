@@ -30,7 +30,7 @@ from sdk.protocol import (
 )
 
 from .._masking import iter_nodes
-from .._redaction import redact_for_plugin
+from .._redaction import SecretScrubber, credential_values, redact_for_plugin, secret_values
 from ._bridge import Channel, RunBridge
 
 if TYPE_CHECKING:
@@ -64,6 +64,7 @@ class HostRuntimeSession:
     bridge: RunBridge
     channel: Channel | None
     open_error: PluginError | None = None
+    scrubber: SecretScrubber = field(default_factory=SecretScrubber)
 
     def attach(self, task: Any) -> None:
         self.bridge.attach(task)
@@ -104,6 +105,8 @@ async def create_runtime_sessions(
     registry = plugins.registry
     if not registry.packages():
         await registry.refresh()
+    plugins.scrubber.add(secret_values(context.workflow_graph or {}, registry.sensitive_fields))
+    plugins.scrubber.add(credential_values(context.user_config or {}))
     wanted = _plugins_with_enabled_nodes(context.workflow_graph or {}, plugins)
     bridge = RunBridge(context.workflow_run_id)
     sessions = []
@@ -165,14 +168,14 @@ async def _open(
     except PluginError as exc:
         logger.error("plugin %r: runtime.open failed: %s", name, exc)
         _providers.pop(session_id, None)
-        return HostRuntimeSession(name, bridge, None, open_error=exc)
+        return HostRuntimeSession(name, bridge, None, open_error=exc, scrubber=plugins.scrubber)
     if not opened.sessions:
         _providers.pop(session_id, None)
         return None
     subscriptions = frozenset(opened.subscriptions) if opened.subscriptions is not None else None
     channel = Channel(name, handle, session_id, subscriptions, generation=handle.starts)
     bridge.channels.append(channel)
-    return HostRuntimeSession(name, bridge, channel)
+    return HostRuntimeSession(name, bridge, channel, scrubber=plugins.scrubber)
 
 
 def _masked_user_config(

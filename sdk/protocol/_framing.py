@@ -89,7 +89,10 @@ def decode_frame(line: bytes) -> Message | ParseFailure:
         line.decode("utf-8")  # raw params/results are not checked by the envelope decoder
         envelope = _envelope_decoder.decode(line)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
-        return ParseFailure(ParseError(f"not a JSON-RPC message: {exc}"))
+        # The id, when readable, lets the session fail that one call instead of timing it out.
+        return ParseFailure(
+            ParseError(f"not a JSON-RPC message: {exc}"), id=_id_from_head(line[:_HEAD])
+        )
     return _classify(envelope)
 
 

@@ -1,0 +1,149 @@
+"""Least privilege across the boundary, with two real plugins in one workflow."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from host import HostConfig, PluginHost
+from host._masking import mask_value
+from host.api import create_app
+from host.completion import SQLiteRunStore, run_integrations
+from host.runtime import LIVE_KEY, IntegrationRuntimeContext, create_runtime_sessions, finish_call
+from host.runtime.scripted_call import run_scripted_call
+
+pytestmark = pytest.mark.anyio
+PLUGINS = Path(__file__).resolve().parents[1] / "fixtures" / "privilege_plugins"
+KEY_A = "key-of-plugin-a-111111"
+KEY_B = "key-of-plugin-b-222222"
+PROVIDER = "sk-provider-secret-333333"
+
+
+def definition(mode_a: str = "good", mode_b: str = "good") -> dict[str, Any]:
+    return {
+        "nodes": [
+            {"id": "a", "type": "spy_a", "data": {"name": "a", "api_key": KEY_A, "mode": mode_a}},
+            {"id": "b", "type": "spy_b", "data": {"name": "b", "api_key": KEY_B, "mode": mode_b}},
+        ],
+        "edges": [],
+    }
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[tuple[PluginHost, SQLiteRunStore, Path]]:
+    config = HostConfig(
+        plugins_root=PLUGINS, data_dir=tmp_path / "data", use_venvs=False, idle_timeout_s=None
+    )
+    with anyio.fail_after(120):
+        async with PluginHost(config) as plugins, SQLiteRunStore(tmp_path / "runs.db") as store:
+            await plugins.registry.refresh()
+            yield plugins, store, tmp_path
+
+
+async def live_call(plugins: PluginHost, store: SQLiteRunStore, workflow: dict[str, Any]) -> int:
+    run_id = await store.create_run(workflow_definition=workflow, logs={"core": {"duration_s": 12}})
+    context = IntegrationRuntimeContext(
+        run_id,
+        workflow_graph={"nodes": {n["id"]: n for n in workflow["nodes"]}},
+        user_config={"llm": {"provider": "openai", "api_key": PROVIDER}},
+    )
+    sessions = await create_runtime_sessions(context, plugins=plugins)
+
+    def attach(worker: Any) -> None:
+        for session in sessions:
+            session.attach(worker)
+
+    await run_scripted_call(attach=attach)
+    await finish_call(sessions, gathered_context={}, store=store, run_id=run_id)
+    return run_id
+
+
+def received(tmp_path: Path, plugin: str) -> list[dict[str, Any]]:
+    path = tmp_path / "data" / "plugins" / plugin / "data" / "received.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+async def test_a_plugin_receives_only_its_own_secrets_in_clear(
+    env: tuple[PluginHost, SQLiteRunStore, Path],
+) -> None:
+    plugins, store, tmp_path = env
+    run_id = await live_call(plugins, store, definition())
+    await run_integrations(run_id, plugins=plugins, store=store)
+    seen_by_a = json.dumps(received(tmp_path, "spy_a"))
+    assert KEY_A in seen_by_a  # its own secret, in clear, in runtime and completion
+    assert KEY_B not in seen_by_a
+    assert mask_value(KEY_B) in seen_by_a
+    assert PROVIDER not in seen_by_a
+    assert mask_value(PROVIDER) in seen_by_a
+    seen_by_b = json.dumps(received(tmp_path, "spy_b"))
+    assert KEY_B in seen_by_b
+    assert KEY_A not in seen_by_b
+
+
+@pytest.mark.parametrize("mode", ["nan", "object", "huge"])
+async def test_a_bad_snapshot_is_an_error_entry_for_that_plugin_only(
+    env: tuple[PluginHost, SQLiteRunStore, Path], mode: str
+) -> None:
+    plugins, store, _ = env
+    run_id = await live_call(plugins, store, definition(mode_a=mode))
+    run = await store.get_run(run_id)
+    assert run is not None
+    assert "spy_a" not in run.logs
+    assert run.logs["integration_spy_a"]["plugin"] == "spy_a"
+    assert run.logs["spy_b"]["ok"] is True  # the other plugin's snapshot is intact
+    assert run.logs["core"] == {"duration_s": 12}  # and so are the core logs
+    assert run.logs[LIVE_KEY]["spy_a"]["status"] == "error"
+
+
+async def test_overwriting_another_packages_key_or_a_core_key_is_refused_and_reported(
+    env: tuple[PluginHost, SQLiteRunStore, Path],
+) -> None:
+    plugins, store, _ = env
+    run_id = await live_call(plugins, store, definition(mode_b="steal"))
+    await run_integrations(run_id, plugins=plugins, store=store)
+    run = await store.get_run(run_id)
+    assert run is not None
+    assert run.logs["spy_a"]["ok"] is True
+    assert run.logs["core"] == {"duration_s": 12}
+    assert run.logs[LIVE_KEY]["spy_a"]["status"] == "ok"
+    assert sorted(run.logs[LIVE_KEY]["spy_b"]["refused_keys"]) == ["core", "plugbox_live", "spy_a"]
+    assert run.annotations["a"]["node_id"] == "a"  # spy_a's completion result is untouched
+    assert run.annotations["b"]["node_id"] == "b"
+    refused = {entry["key"] for entry in run.annotations["integration_spy_b_refused"]}
+    assert refused == {"plugbox_live"}  # reserved for the host, whoever comes first
+
+
+async def test_no_secret_appears_in_logs_stderr_errors_metrics_or_annotations(
+    env: tuple[PluginHost, SQLiteRunStore, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    plugins, store, _ = env
+    caplog.set_level(logging.DEBUG)
+    run_id = await live_call(plugins, store, definition(mode_b="fail"))
+    await run_integrations(run_id, plugins=plugins, store=store)
+    run = await store.get_run(run_id)
+    assert run is not None
+    app = create_app(plugins, store)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
+        await app.state.plugbox.ready()
+        responses = [
+            (await client.post("/api/v1/workflows/mask", json=definition())).text,
+            (await client.post("/api/v1/workflows/validate", json=definition())).text,
+            (await client.get("/metrics")).text,
+            (await client.get("/api/v1/plugins")).text,
+        ]
+    haystack = "\n".join(
+        [caplog.text, json.dumps(run.annotations), json.dumps(run.logs), *responses]
+    )
+    assert "finishing with key" in caplog.text  # the plugins' stderr was forwarded...
+    assert "refused with key" in json.dumps(run.annotations)  # ...and the error was stored...
+    for secret in (KEY_A, KEY_B, PROVIDER):
+        assert secret not in haystack  # ...with every secret masked
