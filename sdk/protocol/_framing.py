@@ -127,6 +127,10 @@ class MessageDecoder:
 
     def feed(self, chunk: bytes) -> list[Message | ParseFailure]:
         """Add bytes; return every message (or failure) completed by them, in order."""
+        if not self._buffer and not self._discarding and chunk.endswith(b"\n"):
+            fast = self._whole_lines(chunk)
+            if fast is not None:
+                return fast
         out: list[Message | ParseFailure] = []
         buffer = self._buffer
         buffer += chunk
@@ -148,6 +152,13 @@ class MessageDecoder:
             buffer.clear()
             self._discarding = True
         return out
+
+    def _whole_lines(self, chunk: bytes) -> list[Message | ParseFailure] | None:
+        """Fast path: a chunk of complete, small, LF-only lines (the common case on a pipe)."""
+        if len(chunk) > self.max_frame_size or b"\r" in chunk:
+            return None
+        lines = chunk.split(b"\n")[:-1]
+        return [decode_frame(line) for line in lines if line and not line.isspace()]
 
     def _take_line(
         self, buffer: bytearray, start: int, end: int, out: list[Message | ParseFailure]

@@ -11,6 +11,7 @@ JSON-RPC codes, and when the stream closes every pending request fails with `Con
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -78,14 +79,24 @@ def decode_params(decoder: msgspec.json.Decoder[Any], params: Any) -> Any:
 
 
 class _Pending:
-    """One outgoing request waiting for its response."""
+    """One outgoing request waiting for its response (a bare future: this is the hot path)."""
 
-    __slots__ = ("error", "event", "result")
+    __slots__ = ("error", "future", "result")
 
     def __init__(self) -> None:
-        self.event = anyio.Event()
+        self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.result: msgspec.Raw | None = None
         self.error: PluginError | None = None
+
+    def set(self) -> None:
+        if not self.future.done():
+            self.future.set_result(None)
+
+    def is_set(self) -> bool:
+        return self.future.done() and not self.future.cancelled()
+
+    async def wait(self) -> None:
+        await self.future
 
 
 class RpcSession:
@@ -161,14 +172,15 @@ class RpcSession:
 
     async def run(self) -> None:
         """Read and dispatch messages until the stream ends; then fail what is pending."""
+        handlers: set[asyncio.Task[None]] = set()
         try:
-            async with anyio.create_task_group() as handlers:
-                try:
-                    await self._read_loop(handlers)
-                finally:
-                    handlers.cancel_scope.cancel()  # the peer is gone: nobody reads replies
+            await self._read_loop(handlers)
         finally:
             self._close(ConnectionClosed("connection closed", plugin=self.name))
+            for task in handlers:
+                task.cancel()  # the peer is gone: nobody reads the replies
+            with anyio.CancelScope(shield=True):
+                await asyncio.gather(*handlers, return_exceptions=True)
 
     async def aclose(self) -> None:
         """Close the stream; pending requests fail with `ConnectionClosed`."""
@@ -186,7 +198,7 @@ class RpcSession:
         pending, self._pending = self._pending, {}
         for waiter in pending.values():
             waiter.error = ConnectionClosed(error.message, plugin=self.name)
-            waiter.event.set()
+            waiter.set()
 
     # -- outgoing -------------------------------------------------------------------------------
 
@@ -236,11 +248,11 @@ class RpcSession:
         self, waiter: _Pending, request_id: int, method: str, timeout: float | None
     ) -> None:
         if timeout is None:
-            await waiter.event.wait()
+            await waiter.wait()
             return
         with anyio.move_on_after(timeout):
-            await waiter.event.wait()
-        if not waiter.event.is_set():
+            await waiter.wait()
+        if not waiter.is_set():
             self._pending.pop(request_id, None)
             await self._send_cancel(request_id)
             raise PluginTimeout(
@@ -282,7 +294,7 @@ class RpcSession:
 
     # -- incoming -------------------------------------------------------------------------------
 
-    async def _read_loop(self, handlers: anyio.abc.TaskGroup) -> None:
+    async def _read_loop(self, handlers: set[asyncio.Task[None]]) -> None:
         while True:
             try:
                 message = await self._stream.receive()
@@ -291,7 +303,11 @@ class RpcSession:
             if isinstance(message, SuccessResponse | ErrorResponse):
                 self._resolve(message)
             elif isinstance(message, Request):
-                handlers.start_soon(self._serve, message)
+                # A native task per request: anyio's start_soon costs ~19 us here, create_task
+                # ~2.4 us, and this is the hot path. Cancellation still uses anyio scopes.
+                task = asyncio.get_running_loop().create_task(self._serve(message))
+                handlers.add(task)
+                task.add_done_callback(handlers.discard)
             elif isinstance(message, Notification):
                 await self._notified(message)
             else:
@@ -305,7 +321,7 @@ class RpcSession:
             waiter.error = error_from_wire(message.error, plugin=self.name)
         else:
             waiter.result = message.result
-        waiter.event.set()
+        waiter.set()
 
     async def _parse_failed(self, failure: ParseFailure) -> None:
         self.parse_failures += 1
@@ -314,7 +330,7 @@ class RpcSession:
         if waiter is not None:
             failure.error.plugin = self.name
             waiter.error = failure.error
-            waiter.event.set()
+            waiter.set()
             return
         await self._reply_error(None, failure.error)
 

@@ -23,6 +23,7 @@ from ._methods import DEFAULT_MAX_FRAME_SIZE
 
 READ_CHUNK = 256 * 1024  # large reads: one system call drains many pipelined frames
 MAX_BUFFERED_WRITE = 8 * 1024 * 1024  # past this, senders wait for the pipe (backpressure)
+_DRAIN_ABOVE = 64 * 1024  # asyncio's own default high-water mark
 
 
 class MessageStream(Protocol):
@@ -130,7 +131,10 @@ class AsyncioSendStream(anyio.abc.ByteSendStream):
     async def send(self, item: bytes) -> None:
         try:
             self._writer.write(item)
-            await self._writer.drain()
+            # drain() only waits when the transport is above its high-water mark; skipping the
+            # call below it saves a coroutine per frame on the hot path.
+            if self._writer.transport.get_write_buffer_size() > _DRAIN_ABOVE:
+                await self._writer.drain()
         except (ConnectionError, RuntimeError) as exc:
             raise anyio.BrokenResourceError from exc
 
