@@ -23,7 +23,7 @@ def arguments(description: str) -> argparse.Namespace:
 def metric(
     value: float, unit: str, target: float | None = None, better: str = "lower"
 ) -> dict[str, Any]:
-    return {"value": round(value, 3), "unit": unit, "target": target, "better": better}
+    return {"value": round(value, 6), "unit": unit, "target": target, "better": better}
 
 
 def write_results(name: str, metrics: dict[str, dict[str, Any]]) -> Path:

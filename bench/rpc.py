@@ -14,11 +14,16 @@ from pathlib import Path
 
 import anyio
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# Run as a script: import from the repository, never from this folder (bench/http.py would
+# shadow the stdlib's http).
+sys.path[:] = [str(Path(__file__).resolve().parent.parent)] + [
+    p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent
+]
 
 from bench._common import arguments, median, metric, percentile, print_table, write_results
 from sdk.protocol import ByteMessageStream, Request, RpcSession, encode_message
 
+ROOT = str(Path(__file__).resolve().parent.parent)
 CHILD = str(Path(__file__).resolve().parent / "_rpc_child.py")
 PARAMS = {"text": "hello plugbox", "n": 42, "items": [1, 2, 3]}
 FRAME = encode_message(Request(id=1, method="echo", params=PARAMS))
@@ -44,7 +49,7 @@ def floor_rtts(count: int) -> list[float]:
 
 
 async def rpc(count: int, pipelined: int) -> tuple[list[float], float]:
-    env = {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env = {"PYTHONPATH": ROOT}
     process = await anyio.open_process([sys.executable, CHILD, "rpc"], env=env, stderr=None)
     assert process.stdout is not None and process.stdin is not None  # noqa: PT018
     session = RpcSession(ByteMessageStream(process.stdout, process.stdin), name="bench")
