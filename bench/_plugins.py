@@ -41,7 +41,8 @@ def create_runtime_sessions(context: Any) -> list[Counter]:
 
 def handle(nodes: list[dict[str, Any]], context: Any) -> dict[str, Any]:
     crash_pct = float(os.environ.get("BENCH_CRASH_PCT", "0"))
-    if crash_pct and context.attempt == 1 and (hash((context.workflow_run_id, TYPE)) % 10000) < crash_pct * 100:
+    draw = hash((context.workflow_run_id, TYPE)) % 10000
+    if crash_pct and context.attempt == 1 and draw < crash_pct * 100:
         os._exit(13)
     return {{n["id"]: {{"node_id": n["id"], "ok": True}} for n in nodes}}
 

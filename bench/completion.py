@@ -1,6 +1,7 @@
 """Benchmark: post-call completions per second through the embedded worker, 3 plugins per run,
 with 0% and 5% injected handler crashes, against the same handlers called in-process (the floor).
-Fails loudly if any (run, node) result is lost or recorded twice. Writes bench/results/completion.json.
+Fails loudly if any (run, node) result is lost or recorded twice. Writes
+bench/results/completion.json.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ sys.path[:] = [str(Path(__file__).resolve().parent.parent)] + [
     p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent
 ]
 
-from bench._common import arguments, metric, print_table, write_results  # noqa: E402
-from bench._plugins import make_plugins  # noqa: E402
-from host import HostConfig, PluginHost  # noqa: E402
-from host.completion import EmbeddedWorker, SQLiteRunStore, enqueue  # noqa: E402
+from bench._common import arguments, metric, print_table, write_results
+from bench._plugins import make_plugins
+from host import HostConfig, PluginHost
+from host.completion import EmbeddedWorker, SQLiteRunStore, enqueue
 
 PLUGINS = 3
 

@@ -23,9 +23,9 @@ from fastapi import FastAPI
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import arguments, metric, print_table, write_results  # noqa: E402
-from host import HostConfig, PluginHost  # noqa: E402
-from host.api import create_app  # noqa: E402
+from bench._common import arguments, metric, print_table, write_results
+from host import HostConfig, PluginHost
+from host.api import create_app
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "api_plugins"
 IN_FLIGHT = 16

@@ -24,15 +24,15 @@ sys.path[:] = [str(Path(__file__).resolve().parent.parent)] + [
     p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent
 ]
 
-from pipecat.frames import frames as f  # noqa: E402
-from pipecat.observers.base_observer import BaseObserver, FramePushed  # noqa: E402
+from pipecat.frames import frames as f
+from pipecat.observers.base_observer import BaseObserver, FramePushed
 
-from bench._common import arguments, median, metric, print_table, write_results  # noqa: E402
-from bench._plugins import make_plugins  # noqa: E402
-from host import HostConfig, PluginHost  # noqa: E402
-from host.completion import SQLiteRunStore  # noqa: E402
-from host.runtime import IntegrationRuntimeContext, create_runtime_sessions, finish_call  # noqa: E402
-from host.runtime.scripted_call import run_frame_burst  # noqa: E402
+from bench._common import arguments, median, metric, print_table, write_results
+from bench._plugins import make_plugins
+from host import HostConfig, PluginHost
+from host.completion import SQLiteRunStore
+from host.runtime import IntegrationRuntimeContext, create_runtime_sessions, finish_call
+from host.runtime.scripted_call import run_frame_burst
 
 
 class NoOp(BaseObserver):  # type: ignore[misc]
@@ -50,13 +50,12 @@ async def wall(frames: int, attach: Any = None) -> float:
 
 
 async def bridged(frames: int, root: Path, data: Path) -> tuple[float, float, int]:
-    async with PluginHost(
-        HostConfig(plugins_root=root, data_dir=data, idle_timeout_s=None)
-    ) as plugins, SQLiteRunStore(data / "runs.db") as store:
+    async with (
+        PluginHost(HostConfig(plugins_root=root, data_dir=data, idle_timeout_s=None)) as plugins,
+        SQLiteRunStore(data / "runs.db") as store,
+    ):
         await plugins.registry.refresh()
-        graph = {
-            "nodes": {n: {"id": n, "type": n, "data": {"name": n}} for n in plugins.manifests}
-        }
+        graph = {"nodes": {n: {"id": n, "type": n, "data": {"name": n}} for n in plugins.manifests}}
         run_id = await store.create_run(workflow_definition={"nodes": []})
         sessions = await create_runtime_sessions(
             IntegrationRuntimeContext(run_id, workflow_graph=graph), plugins=plugins

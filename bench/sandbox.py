@@ -17,10 +17,10 @@ sys.path[:] = [str(Path(__file__).resolve().parent.parent)] + [
     p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent
 ]
 
-from bench._common import arguments, median, metric, print_table, write_results  # noqa: E402
-from bench._plugins import make_plugins  # noqa: E402
-from host import HostConfig, PluginHost  # noqa: E402
-from host.sandbox import SandboxPolicy, probe_layers  # noqa: E402
+from bench._common import arguments, median, metric, print_table, write_results
+from bench._plugins import make_plugins
+from host import HostConfig, PluginHost
+from host.sandbox import SandboxPolicy, probe_layers
 
 
 async def ready_ms(

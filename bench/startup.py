@@ -18,10 +18,10 @@ sys.path[:] = [str(Path(__file__).resolve().parent.parent)] + [
     p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent
 ]
 
-from bench._common import arguments, median, metric, print_table, write_results  # noqa: E402
-from bench._plugins import make_plugins  # noqa: E402
-from host import HostConfig, PluginHost  # noqa: E402
-from sdk.protocol import Method, PingParams, PingResult  # noqa: E402
+from bench._common import arguments, median, metric, print_table, write_results
+from bench._plugins import make_plugins
+from host import HostConfig, PluginHost
+from sdk.protocol import Method, PingParams, PingResult
 
 
 def python_floor_ms(repeats: int) -> float:
@@ -56,9 +56,8 @@ async def warm(root: Path, data: Path, repeats: int) -> tuple[float, float, floa
         started = time.perf_counter()
         await plugins.registry.refresh()
         refresh_ms = (time.perf_counter() - started) * 1000
-        assert plugins.registry.spec_fetches == 0 and not any(
-            h.starts for h in plugins.handles.values()
-        )
+        assert plugins.registry.spec_fetches == 0
+        assert not any(h.starts for h in plugins.handles.values())
         samples = []
         for _ in range(repeats):
             started = time.perf_counter()
