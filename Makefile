@@ -33,8 +33,8 @@ test: $(STAMP) system-deps
 	@$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	@$(BIN)/ruff check host sdk plugins tests bench
-	@$(BIN)/ruff format --check host sdk plugins tests bench
+	@$(BIN)/ruff check host sdk plugins tests bench docs
+	@$(BIN)/ruff format --check host sdk plugins tests bench docs
 	@$(BIN)/mypy
 
 bench: $(STAMP)
