@@ -54,6 +54,7 @@ def worker_settings(
     host_config: HostConfig,
     store_path: Path,
     job: Callable[..., Awaitable[Any]] | None = None,
+    job_timeout_s: float = JOB_TIMEOUT_S,
 ) -> dict[str, Any]:
     """Keyword arguments for `arq.worker.Worker` (or `run_worker`)."""
 
@@ -73,6 +74,6 @@ def worker_settings(
         "on_startup": startup,
         "on_shutdown": shutdown,
         "max_tries": MAX_TRIES,
-        "job_timeout": JOB_TIMEOUT_S,
+        "job_timeout": job_timeout_s,
         "handle_signals": True,
     }
