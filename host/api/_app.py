@@ -45,8 +45,9 @@ def create_app(
 
     app = FastAPI(title=API_TITLE, version=API_VERSION, lifespan=lifespan)
     app.state.plugbox = state
-    for module in (_node_types, _workflows, _proxy, _observability, _public):
+    for module in (_node_types, _workflows, _observability, _public):
         app.include_router(module.router)
+    app.mount(_proxy.PREFIX, _proxy.PluginRoutes(state))
     app.openapi = lambda: _openapi_with_plugins(app, state)  # type: ignore[method-assign]
     return app
 

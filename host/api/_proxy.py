@@ -1,107 +1,132 @@
 """HTTP layer: plugin routes, mounted under `/api/v1/integrations/<package>/...` and proxied.
 
-Contract: one generic catch-all route serves every plugin (no per-plugin code in the host). A
-request is checked against `ApiLimits` (413 for a large body, 431 for too many or too large
-headers), sent to the plugin as `http.request`, and the plugin's status, headers and body are
-returned. Plugin failures map to 502/503/504 with a JSON body naming the plugin.
+Contract: one generic ASGI app serves every plugin (no per-plugin code in the host). A request is
+checked against `ApiLimits` (413 for a large body, 431 for too many or too large headers), sent to
+the plugin as `http.request`, and the plugin's status, headers and body are returned. Plugin
+failures map to 502/503/504 with a JSON body naming the plugin. It is a plain ASGI app, not a
+FastAPI route: the proxy is a hot path and needs no request parsing of its own.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
 from sdk.protocol import HttpRequestParams, HttpResponseResult, Method, PluginError
 
-from ._errors import plugin_error_response
-from ._state import ApiLimits, ApiStateDep
+from ._errors import status_for
+from ._state import ApiState
 
 PREFIX = "/api/v1/integrations"
-_ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 # Framing headers describe the hop, not the payload: the host recomputes them.
-_HOP_BY_HOP = frozenset({b"content-length", b"transfer-encoding", b"connection", b"keep-alive"})
+_HOP_BY_HOP = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
 
-router = APIRouter(prefix=PREFIX, tags=["integrations"])
-
-
-class _TooLarge(Exception):
-    """The request body passed `ApiLimits.max_body_bytes`."""
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
-@router.api_route("/{package}/{path:path}", methods=_ALL_METHODS, include_in_schema=False)
-async def proxy_plugin_route(
-    package: str, path: str, request: Request, state: ApiStateDep
-) -> Response:
-    """Forward one request to the plugin that owns `package`."""
-    registry = await state.ready()
-    info = registry.get_package(package)
-    if info is None or not info.spec.capabilities.routes:
-        return _json_error(404, f"plugin {package!r} has no HTTP routes", package)
-    refusal = _check_headers(request, state.limits, package)
-    if refusal is not None:
-        return refusal
-    try:
-        body = await _read_body(request, state.limits.max_body_bytes)
-    except _TooLarge:
-        limit = state.limits.max_body_bytes
-        return _json_error(413, f"request body exceeds {limit} bytes", package)
-    params = HttpRequestParams(
-        method=request.method,
-        path="/" + path,
-        query_string=request.url.query,
-        headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
-        body=body,
-    )
-    try:
-        result: HttpResponseResult = await state.plugins.get(package).call(
-            Method.HTTP_REQUEST,
-            params,
-            result_type=HttpResponseResult,
-            timeout=state.limits.route_timeout_s,
+class _Refused(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+class PluginRoutes:
+    """The ASGI app mounted at `PREFIX`: `/<package>/<path>` goes to that plugin."""
+
+    def __init__(self, state: ApiState) -> None:
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        package, _, rest = _route_path(scope).lstrip("/").partition("/")
+        try:
+            registry = await self.state.ready()
+            info = registry.get_package(package)
+            if info is None or not info.spec.capabilities.routes:
+                raise _Refused(404, f"plugin {package!r} has no HTTP routes")
+            params = await self._request(scope, receive, "/" + rest)
+            result: HttpResponseResult = await self.state.plugins.get(package).call(
+                Method.HTTP_REQUEST,
+                params,
+                result_type=HttpResponseResult,
+                timeout=self.state.limits.route_timeout_s,
+            )
+        except _Refused as refused:
+            await _json(send, refused.status, {"detail": refused.detail, "plugin": package})
+            return
+        except PluginError as error:
+            body = {
+                "detail": self.state.scrubber.scrub_text(str(error)),
+                "plugin": package,
+                "method": Method.HTTP_REQUEST,
+                "error": type(error).__name__,
+            }
+            await _json(send, status_for(error), body)
+            return
+        await _respond(send, result)
+
+    async def _request(self, scope: Scope, receive: Receive, path: str) -> HttpRequestParams:
+        limits = self.state.limits
+        raw: list[tuple[bytes, bytes]] = scope.get("headers", [])
+        if len(raw) > limits.max_header_count:
+            raise _Refused(431, f"more than {limits.max_header_count} headers")
+        if sum(len(k) + len(v) for k, v in raw) > limits.max_header_bytes:
+            raise _Refused(431, f"headers exceed {limits.max_header_bytes} bytes")
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
+        declared = next((v for k, v in headers if k.lower() == "content-length"), "")
+        if declared.isdigit() and int(declared) > limits.max_body_bytes:
+            raise _Refused(413, f"request body exceeds {limits.max_body_bytes} bytes")
+        return HttpRequestParams(
+            method=scope["method"],
+            path=path,
+            query_string=scope.get("query_string", b"").decode("latin-1"),
+            headers=headers,
+            body=await _body(receive, limits.max_body_bytes),
         )
-    except PluginError as error:
-        return plugin_error_response(
-            error, plugin=package, method=Method.HTTP_REQUEST, scrubber=state.scrubber
-        )
-    return _to_response(result)
 
 
-def _check_headers(request: Request, limits: ApiLimits, package: str) -> Response | None:
-    raw = request.headers.raw
-    if len(raw) > limits.max_header_count:
-        return _json_error(431, f"more than {limits.max_header_count} headers", package)
-    if sum(len(key) + len(value) for key, value in raw) > limits.max_header_bytes:
-        return _json_error(431, f"headers exceed {limits.max_header_bytes} bytes", package)
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limits.max_body_bytes:
-        return _json_error(413, f"request body exceeds {limits.max_body_bytes} bytes", package)
-    return None
+def _route_path(scope: Scope) -> str:
+    """The path below the mount point (Starlette keeps the full path and sets `root_path`)."""
+    path, root = str(scope["path"]), str(scope.get("root_path", ""))
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _body(receive: Receive, limit: int) -> bytes:
     """Read the body, stopping as soon as it passes `limit` (a missing length cannot bypass it)."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise _TooLarge
+            raise _Refused(413, f"request body exceeds {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
-def _to_response(result: HttpResponseResult) -> Response:
-    response = Response(content=result.body, status_code=result.status)
-    kept = [
+async def _respond(send: Send, result: HttpResponseResult) -> None:
+    headers = [
         (key.lower().encode("latin-1"), value.encode("latin-1"))
         for key, value in result.headers
-        if key.lower().encode("latin-1") not in _HOP_BY_HOP
+        if key.lower() not in _HOP_BY_HOP
     ]
-    # Response set content-length for the body already; keep the plugin's other headers, repeats
-    # (set-cookie) included.
-    response.raw_headers = [h for h in response.raw_headers if h[0] == b"content-length"] + kept
-    return response
+    headers.append((b"content-length", str(len(result.body)).encode()))
+    await send({"type": "http.response.start", "status": result.status, "headers": headers})
+    await send({"type": "http.response.body", "body": result.body})
 
 
-def _json_error(status: int, detail: str, package: str) -> JSONResponse:
-    return JSONResponse({"detail": detail, "plugin": package}, status_code=status)
+async def _json(send: Send, status: int, body: dict[str, Any]) -> None:
+    payload = json.dumps(body).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})

@@ -161,8 +161,12 @@ async def test_files_of_the_host_working_tree_and_home_are_invisible(tmp_path: P
 
 @needs_bwrap
 async def test_writing_outside_the_data_directory_is_denied(tmp_path: Path) -> None:
-    outside = await run_hostile(tmp_path, "write_outside", str(REPO / "pwned.txt"))
-    assert outside.result.startswith("RESULT denied")
+    own_code = await run_hostile(tmp_path, "write_outside", str(HOSTILE / "pwned.txt"))
+    assert own_code.result.startswith("RESULT denied")  # its own directory is read-only
+    assert not (HOSTILE / "pwned.txt").exists()
+    # The host's working tree is not visible; a write there lands in the sandbox's private view
+    # (read-only root, or the private /tmp when the tree lives under /tmp) and never on the host.
+    await run_hostile(tmp_path, "write_outside", str(REPO / "pwned.txt"))
     assert not (REPO / "pwned.txt").exists()
     assert (await run_hostile(tmp_path, "write_outside", "/usr/pwned")).result.startswith(
         "RESULT denied"
