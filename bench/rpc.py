@@ -7,10 +7,12 @@ Measures in one run: (a) the floor, a raw echo of the same bytes between two Pyt
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
 from pathlib import Path
+from subprocess import PIPE
 
 import anyio
 
@@ -21,7 +23,14 @@ sys.path[:] = [str(Path(__file__).resolve().parent.parent)] + [
 ]
 
 from bench._common import arguments, median, metric, percentile, print_table, write_results
-from sdk.protocol import ByteMessageStream, Request, RpcSession, encode_message
+from sdk.protocol import (
+    AsyncioReceiveStream,
+    AsyncioSendStream,
+    ByteMessageStream,
+    Request,
+    RpcSession,
+    encode_message,
+)
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 CHILD = str(Path(__file__).resolve().parent / "_rpc_child.py")
@@ -49,10 +58,17 @@ def floor_rtts(count: int) -> list[float]:
 
 
 async def rpc(count: int, pipelined: int) -> tuple[list[float], float]:
-    env = {"PYTHONPATH": ROOT}
-    process = await anyio.open_process([sys.executable, CHILD, "rpc"], env=env, stderr=None)
-    assert process.stdout is not None and process.stdin is not None  # noqa: PT018
-    session = RpcSession(ByteMessageStream(process.stdout, process.stdin), name="bench")
+    # The same transport as the host's supervisor (host/sandbox/_base.py): an asyncio subprocess
+    # with the protocol's asyncio stream adapters.
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, CHILD, "rpc", env={"PYTHONPATH": ROOT}, stdin=PIPE, stdout=PIPE
+    )
+    assert process.stdout is not None
+    assert process.stdin is not None
+    stream = ByteMessageStream(
+        AsyncioReceiveStream(process.stdout), AsyncioSendStream(process.stdin)
+    )
+    session = RpcSession(stream, name="bench")
     async with session:
         for _ in range(200):  # warm-up
             await session.request("echo", PARAMS)
@@ -62,7 +78,7 @@ async def rpc(count: int, pipelined: int) -> tuple[list[float], float]:
             await session.request("echo", PARAMS)
             samples.append((time.perf_counter() - started) * 1e6)
         rate = await _pipelined(session, pipelined)
-    await process.aclose()
+    await process.wait()
     return samples, rate
 
 

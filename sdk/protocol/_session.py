@@ -118,7 +118,7 @@ class RpcSession:
         self._requests: dict[str, _Route] = {}
         self._notifications: dict[str, _Route] = {}
         self._pending: dict[RequestId, _Pending] = {}
-        self._inbound: dict[RequestId, anyio.CancelScope] = {}
+        self._inbound: dict[RequestId, asyncio.Task[Any]] = {}  # request id -> its handler's task
         self._next_id = 0
         self._closed: PluginError | None = None
         self._closed_event = anyio.Event()
@@ -351,9 +351,9 @@ class RpcSession:
             request_id = decode_params(typed_decoder(CancelParams), params).id
         except (msgspec.ValidationError, msgspec.DecodeError):
             return
-        scope = self._inbound.get(request_id)
-        if scope is not None:
-            scope.cancel()
+        task = self._inbound.get(request_id)
+        if task is not None:
+            task.cancel()  # each request runs in its own task: cancelling it cancels the handler
 
     async def _serve(self, request: Request) -> None:
         route = self._requests.get(request.method)
@@ -370,22 +370,18 @@ class RpcSession:
         await self._run_handler(request, route.handler, params)
 
     async def _run_handler(self, request: Request, handler: Handler, params: Any) -> None:
-        failure: BaseException | None = None
-        result: Any = None
-        with anyio.CancelScope() as scope:
-            self._inbound[request.id] = scope
-            try:
-                result = await handler(params)
-            except Exception as exc:  # the dispatcher boundary: a handler error is a reply
-                failure = exc
-            finally:
-                self._inbound.pop(request.id, None)
-        if scope.cancel_called:
-            return  # cancelled by the caller: no reply, as the protocol promises
-        if failure is not None:
-            await self._reply_error(request.id, failure)
-        else:
-            await self._reply(request.id, result)
+        task = asyncio.current_task()
+        assert task is not None
+        self._inbound[request.id] = task
+        try:
+            result = await handler(params)
+        except Exception as exc:  # the dispatcher boundary: a handler error is a reply
+            await self._reply_error(request.id, exc)
+            return
+        finally:
+            # A `$/cancel` cancels this task: CancelledError passes through, no reply is sent.
+            self._inbound.pop(request.id, None)
+        await self._reply(request.id, result)
 
     async def _reply(self, request_id: RequestId, result: Any) -> None:
         try:

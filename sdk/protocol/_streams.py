@@ -53,7 +53,7 @@ class ByteMessageStream:
         self._outgoing: list[bytes] = []
         self._outgoing_size = 0
         self._flushing = False
-        self._drained = anyio.Event()
+        self._drained: anyio.Event | None = None  # made only when a sender must wait
         self._eof = False
 
     @property
@@ -78,24 +78,28 @@ class ByteMessageStream:
 
     async def send(self, frame: bytes) -> None:
         """Queue a frame; the first sender of a burst writes everything queued meanwhile."""
-        self._outgoing.append(frame)
-        self._outgoing_size += len(frame)
         if self._flushing:
+            self._outgoing.append(frame)
+            self._outgoing_size += len(frame)
             if self._outgoing_size > MAX_BUFFERED_WRITE:
+                if self._drained is None:
+                    self._drained = anyio.Event()
                 await self._drained.wait()
             return
         self._flushing = True
         try:
-            while self._outgoing:
+            data = frame
+            while data:
+                await self._send.send(data)
                 data = b"".join(self._outgoing)
                 self._outgoing.clear()
                 self._outgoing_size = 0
-                await self._send.send(data)
         finally:
             self._flushing = False
             self._outgoing.clear()
-            self._drained.set()
-            self._drained = anyio.Event()
+            if self._drained is not None:
+                self._drained.set()
+                self._drained = None
 
     async def aclose(self) -> None:
         with anyio.CancelScope(shield=True):
