@@ -157,13 +157,7 @@ class {title_class}Session(IntegrationRuntimeSession):
 
 
 def create_runtime_sessions(context: IntegrationRuntimeContext) -> list[{title_class}Session]:
-    nodes = (context.workflow_graph or {{}}).get("nodes") or {{}}
-    values = nodes.values() if isinstance(nodes, dict) else nodes
-    enabled = any(
-        node.get("type") == TYPE_NAME and (node.get("data") or {{}}).get("enabled", True)
-        for node in values
-    )
-    return [{title_class}Session()] if enabled else []
+    return [{title_class}Session()] if context.enabled_nodes(TYPE_NAME) else []
 '''
 
 _COMPLETION = '''\

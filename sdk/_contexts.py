@@ -31,6 +31,18 @@ class IntegrationRuntimeContext:
     is_realtime: bool = False
     context_messages_provider: ContextMessagesProvider = _no_messages
 
+    def enabled_nodes(self, type_name: str) -> list[dict[str, Any]]:
+        """The graph's node dicts of `type_name` that are not disabled (`data.enabled` false)."""
+        nodes = (self.workflow_graph or {}).get("nodes") or []
+        values = nodes.values() if isinstance(nodes, dict) else nodes
+        return [
+            node
+            for node in values
+            if isinstance(node, dict)
+            and node.get("type") == type_name
+            and (node.get("data") or {}).get("enabled", True) is not False
+        ]
+
 
 @dataclass(frozen=True)
 class PublishedArtifact:

@@ -34,12 +34,5 @@ class CallMetricsSession(IntegrationRuntimeSession):
 
 def create_runtime_sessions(context: IntegrationRuntimeContext) -> list[CallMetricsSession]:
     """One session per run, only when an enabled call_metrics node exists."""
-    graph = context.workflow_graph or {}
-    nodes = graph.get("nodes") or {}
-    values = nodes.values() if isinstance(nodes, dict) else nodes
-    enabled = [
-        str(node.get("id"))
-        for node in values
-        if node.get("type") == TYPE_NAME and (node.get("data") or {}).get("enabled", True)
-    ]
+    enabled = [str(node.get("id")) for node in context.enabled_nodes(TYPE_NAME)]
     return [CallMetricsSession(enabled)] if enabled else []

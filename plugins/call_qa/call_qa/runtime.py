@@ -86,11 +86,4 @@ class CallQASession(IntegrationRuntimeSession):
 
 def create_runtime_sessions(context: IntegrationRuntimeContext) -> list[CallQASession]:
     """One session per run, only when an enabled call_qa node exists."""
-    graph = context.workflow_graph or {}
-    nodes = graph.get("nodes") or {}
-    values = nodes.values() if isinstance(nodes, dict) else nodes
-    wanted = any(
-        node.get("type") == TYPE_NAME and (node.get("data") or {}).get("enabled", True)
-        for node in values
-    )
-    return [CallQASession()] if wanted else []
+    return [CallQASession()] if context.enabled_nodes(TYPE_NAME) else []

@@ -84,12 +84,7 @@ class QuestionCounter(IntegrationRuntimeSession):
 
 
 def create_runtime_sessions(context: IntegrationRuntimeContext) -> list[QuestionCounter]:
-    nodes = (context.workflow_graph or {}).get("nodes") or {}
-    values = nodes.values() if isinstance(nodes, dict) else nodes
-    wanted = any(
-        n.get("type") == TYPE_NAME and n.get("data", {}).get("enabled", True) for n in values
-    )
-    return [QuestionCounter()] if wanted else []
+    return [QuestionCounter()] if context.enabled_nodes(TYPE_NAME) else []
 
 
 async def run_completion(
