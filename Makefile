@@ -38,7 +38,8 @@ lint: $(STAMP)
 	@$(BIN)/mypy
 
 bench: $(STAMP)
-	@set -e; for script in bench/*.py; do echo "==> $$script"; $(BIN)/python $$script $(BENCH_ARGS); done
+	@set -e; for script in $(filter-out bench/_%,$(sort $(wildcard bench/*.py))); do \
+		echo "==> $$script"; $(BIN)/python $$script $(BENCH_ARGS); done
 
 clean:
 	rm -rf $(VENV) .plugbox .mypy_cache .ruff_cache

@@ -60,6 +60,12 @@ async def bridged(frames: int, root: Path, data: Path) -> tuple[float, float, in
         sessions = await create_runtime_sessions(
             IntegrationRuntimeContext(run_id, workflow_graph=graph), plugins=plugins
         )
+        for session in sessions:
+            # A 50,000-frame burst queued up front keeps pipecat's tasks busy without yielding,
+            # so the pumps mostly run once it is done: size the queues for the burst and
+            # measure delivery, not overflow (a live call paces its frames).
+            assert session.channel is not None
+            session.channel.capacity = frames + 10
         started = time.perf_counter()
 
         def attach(worker: Any) -> None:
