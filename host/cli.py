@@ -23,7 +23,7 @@ from sdk.protocol import PluginError
 
 from ._host import HostConfig, PluginHost
 from ._scaffold import ScaffoldError, scaffold_plugin
-from .sandbox import SandboxPolicy, doctor_report
+from .sandbox import SandboxPolicy, doctor_report, layers_for
 
 T = TypeVar("T")
 EXIT_FAILED, EXIT_USAGE, EXIT_PLUGIN = 1, 2, 3
@@ -134,18 +134,24 @@ def list_plugins(
         async with PluginHost(_config(plugins, data_dir)) as host:
             await host.registry.refresh()
             table = Table()
-            for column in ("name", "version", "node types", "phase", "state", "venv"):
+            for column in ("name", "version", "node types", "phase", "state", "sandbox", "venv"):
                 table.add_column(column)
             for name, manifest in host.manifests.items():
                 info = host.registry.get_package(name)
                 types = ", ".join(info.type_names) if info else "[red]spec failed[/red]"
                 venv = host.venvs.root / host.venvs.key_for(manifest)
+                policy = SandboxPolicy(manifest.sandbox_policy or host.config.sandbox_policy)
+                try:
+                    layers = ", ".join(layers_for(policy, name=name)) or "none (policy off)"
+                except PluginError as refused:
+                    layers = f"[red]refused: {refused.message}[/red]"
                 table.add_row(
                     name,
                     manifest.version,
                     types,
                     manifest.completion.phase,
                     host.get(name).state.value,
+                    layers,
                     str(venv),
                 )
             console.print(table)

@@ -58,6 +58,7 @@ def test_new_then_check_passes_unchanged_and_list_and_doctor_run(tmp_path: Path)
     listed = plugbox("plugins", "list", cwd=tmp_path)
     assert listed.returncode == 0, listed.stdout + listed.stderr
     assert "acme" in listed.stdout
+    assert "process" in listed.stdout  # the sandbox layers column
     doctor = plugbox("doctor", cwd=tmp_path)
     assert doctor.returncode == 0
     assert "bwrap" in doctor.stdout
