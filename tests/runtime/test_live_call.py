@@ -159,7 +159,6 @@ async def test_a_plugin_that_never_reads_only_loses_its_own_events(
     env: tuple[PluginHost, SQLiteRunStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     plugins, store = env
-    monkeypatch.setattr(sessions_module, "FLUSH_TIMEOUT_S", 0.2)
     monkeypatch.setattr(sessions_module, "FINISH_TIMEOUT_S", 0.5)
     definition = graph("recorder_all", "stuck")
     run_id = await store.create_run(workflow_definition={"nodes": []})
