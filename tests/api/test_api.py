@@ -226,6 +226,7 @@ async def test_schemathesis_finds_no_server_errors(tmp_path: Path, api: Api) -> 
                     "examples,fuzzing",
                 ],
                 check=False,
+                cwd=tmp_path,  # schemathesis keeps a cache in its working directory
             )
         server.should_exit = True
     output = done.stdout.decode() + done.stderr.decode()
