@@ -64,8 +64,8 @@ async def bridged(frames: int, root: Path, data: Path) -> tuple[float, float, in
             # A 50,000-frame burst queued up front keeps pipecat's tasks busy without yielding,
             # so the pumps mostly run once it is done: size the queues for the burst and
             # measure delivery, not overflow (a live call paces its frames).
-            assert session.channel is not None
-            session.channel.capacity = frames + 10
+            assert session.queue is not None
+            session.queue.capacity = frames + 10
         started = time.perf_counter()
 
         def attach(worker: Any) -> None:

@@ -1,10 +1,10 @@
 """Live call layer: the call-finish helper — snapshots merged and made durable before completion.
 
-Contract: `finish_call(sessions, gathered_context=..., store=..., run_id=...)` asks every session
-for its snapshot (the contract's flat merge into `integration_logs`), checks each one on its own
-(strict JSON, size), masks known secrets in it, and persists it into the run's logs under the
-plugin's ownership, so a plugin can never overwrite the host's or another plugin's keys. A plugin
-that crashed, timed out or returned something unstorable gets an error entry
+Contract: `finish_call(sessions, gathered_context=..., store=..., run_id=...)` asks every session,
+concurrently, for its snapshot (the contract's flat merge into `integration_logs`), checks each one
+on its own (strict JSON, size), masks known secrets in it, and persists it into the run's logs under
+the plugin's ownership, so a plugin can never overwrite the host's or another plugin's keys. A
+plugin that crashed, timed out or returned something unstorable gets an error entry
 `integration_<plugin>`; live delivery figures go under the host-owned key `plugbox_live`.
 """
 
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+
+import anyio
 
 from sdk.protocol import PluginError
 
@@ -35,8 +37,9 @@ async def finish_call(
     scrubber = scrubber or (sessions[0].scrubber if sessions else SecretScrubber())
     integration_logs: dict[str, Any] = {}
     live: dict[str, Any] = {}
+    outcomes = await _collect(sessions, gathered_context, scrubber)
     for session in sorted(sessions, key=lambda s: s.name):
-        entries, status = await _snapshot_entries(session, gathered_context, scrubber)
+        entries, status = outcomes[session.name]
         # Error entries are the host's (reserved `integration_` keys); snapshots the plugin's.
         writer = HOST_WRITER if status["status"] == "error" else session.name
         report = await store.merge_logs(run_id, entries, writer=writer) if entries else None
@@ -54,6 +57,22 @@ async def finish_call(
     if live:
         await store.merge_logs(run_id, {LIVE_KEY: live}, writer=HOST_WRITER)
     return integration_logs
+
+
+async def _collect(
+    sessions: list[HostRuntimeSession], gathered_context: dict[str, Any], scrubber: SecretScrubber
+) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """Every session's snapshot, asked for concurrently: one slow plugin costs its own deadline,
+    not the sum of all of them."""
+    outcomes: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+
+    async def ask(session: HostRuntimeSession) -> None:
+        outcomes[session.name] = await _snapshot_entries(session, gathered_context, scrubber)
+
+    async with anyio.create_task_group() as group:
+        for session in sessions:
+            group.start_soon(ask, session)
+    return outcomes
 
 
 async def _snapshot_entries(

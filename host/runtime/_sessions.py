@@ -11,15 +11,18 @@ call is sync) because opening a session crosses the process boundary.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from sdk.protocol import (
     ContextMessagesParams,
     ContextMessagesResult,
+    InvalidParams,
     Method,
     PluginError,
     RuntimeContextWire,
@@ -31,16 +34,23 @@ from sdk.protocol import (
 
 from .._masking import iter_nodes
 from .._redaction import SecretScrubber, credential_values, redact_for_plugin, secret_values
-from ._bridge import Channel, RunBridge
+from ._queue import PluginQueue, RunBridge
 
 if TYPE_CHECKING:
     from .._host import PluginHost
+    from .._supervisor import PluginHandle
 
 logger = logging.getLogger("plugbox.runtime")
-FLUSH_TIMEOUT_S = 2.0  # time to send queued events before asking for the snapshot
+DRAIN_TIMEOUT_S = 2.0  # sending a full queue to a healthy plugin takes well under a second
 FINISH_TIMEOUT_S = 10.0  # a snapshot is in-memory work; a plugin slower than this is broken
 
-_providers: dict[str, Callable[[], list[dict[str, Any]]]] = {}  # session id -> provider
+Messages = list[dict[str, Any]]
+MessagesProvider = Callable[[], Messages | Awaitable[Messages]]
+_providers: dict[str, MessagesProvider] = {}  # open session id -> its run's provider
+
+
+def _no_messages() -> Messages:
+    return []
 
 
 @dataclass(frozen=True)
@@ -53,7 +63,7 @@ class IntegrationRuntimeContext:
     run_definition: dict[str, Any] | None = None
     user_config: dict[str, Any] | None = None
     is_realtime: bool = False
-    context_messages_provider: Callable[[], list[dict[str, Any]]] = field(default=list)
+    context_messages_provider: MessagesProvider = _no_messages  # sync or async
 
 
 @dataclass
@@ -62,40 +72,47 @@ class HostRuntimeSession:
 
     name: str
     bridge: RunBridge
-    channel: Channel | None
+    queue: PluginQueue | None  # None when `runtime.open` failed: see `open_error`
+    handle: PluginHandle | None = None
     open_error: PluginError | None = None
     scrubber: SecretScrubber = field(default_factory=SecretScrubber)
 
     def attach(self, task: Any) -> None:
+        """The contract's hook: the run's one observer joins `task` (a pipecat PipelineWorker)."""
         self.bridge.attach(task)
 
     async def on_call_finished(self, *, gathered_context: dict[str, Any]) -> dict[str, Any] | None:
-        """The plugin's snapshot; raises the plugin's error when it failed or crashed."""
-        if self.channel is None:
+        """Drain the queue, then ask for the plugin's snapshot under `FINISH_TIMEOUT_S`.
+
+        Raises the plugin's `PluginError` when its session never opened, its process died or
+        restarted during the call (`PluginCrashed`), or it answers too late (`PluginTimeout`).
+        """
+        queue, handle = self.queue, self.handle
+        if queue is None or handle is None:
             raise self.open_error or PluginError("session was never opened", plugin=self.name)
-        channel = self.channel
-        await self.bridge.flush(channel, FLUSH_TIMEOUT_S)
-        lost = channel.failure or channel.lost()
-        if lost is not None:
-            _providers.pop(channel.session_id, None)
-            raise lost
         try:
-            params = RuntimeFinishParams(channel.session_id, gathered_context, channel.dropped)
-            result: RuntimeFinishResult = await channel.handle.call(
+            await queue.drain(DRAIN_TIMEOUT_S)
+            lost = queue.failure or queue.check()
+            if lost is not None:
+                raise lost
+            params = RuntimeFinishParams(queue.session_id, gathered_context, queue.dropped)
+            result: RuntimeFinishResult = await handle.call(
                 Method.RUNTIME_FINISH,
                 params,
                 result_type=RuntimeFinishResult,
                 timeout=FINISH_TIMEOUT_S,
             )
         finally:
-            _providers.pop(channel.session_id, None)
+            _providers.pop(queue.session_id, None)
+        if queue.dropped:
+            logger.warning("plugin %r: %d live events dropped", self.name, queue.dropped)
         return result.snapshot
 
-    def delivery(self) -> dict[str, Any]:
+    def delivery(self) -> dict[str, int]:
         """Delivery figures for the run's logs (`plugbox_live`)."""
-        if self.channel is None:
+        if self.queue is None:
             return {"delivered": 0, "dropped": 0}
-        return {"delivered": self.channel.delivered, "dropped": self.channel.dropped}
+        return {"delivered": self.queue.delivered, "dropped": self.queue.dropped}
 
 
 async def create_runtime_sessions(
@@ -115,8 +132,8 @@ async def create_runtime_sessions(
         if session is not None:
             sessions.append(session)
     for session in sessions:
-        if session.channel is not None:
-            plugins.spawn(bridge.pump, session.channel)
+        if session.queue is not None:
+            plugins.spawn(session.queue.pump)
     return sessions
 
 
@@ -168,14 +185,32 @@ async def _open(
     except PluginError as exc:
         logger.error("plugin %r: runtime.open failed: %s", name, exc)
         _providers.pop(session_id, None)
-        return HostRuntimeSession(name, bridge, None, open_error=exc, scrubber=plugins.scrubber)
+        return HostRuntimeSession(
+            name, bridge, None, handle, open_error=exc, scrubber=plugins.scrubber
+        )
     if not opened.sessions:
         _providers.pop(session_id, None)
         return None
-    subscriptions = frozenset(opened.subscriptions) if opened.subscriptions is not None else None
-    channel = Channel(name, handle, session_id, subscriptions, generation=handle.starts)
-    bridge.channels.append(channel)
-    return HostRuntimeSession(name, bridge, channel, scrubber=plugins.scrubber)
+    wanted = frozenset(opened.subscriptions) if opened.subscriptions is not None else None
+    generation = handle.starts
+    queue = PluginQueue(
+        name,
+        session_id,
+        partial(handle.notify, Method.RUNTIME_EVENTS),
+        subscriptions=wanted,
+        check=partial(_lost, handle, generation),
+    )
+    bridge.add(queue)
+    return HostRuntimeSession(name, bridge, queue, handle, scrubber=plugins.scrubber)
+
+
+def _lost(handle: PluginHandle, generation: int) -> PluginError | None:
+    """The error when the process that holds the session is gone (crashed or restarted)."""
+    if handle.starts == generation and handle.state.value == "ready":
+        return None
+    return handle.last_error or PluginError(
+        "the plugin process holding this live session stopped", plugin=handle.name
+    )
 
 
 def _masked_user_config(
@@ -190,6 +225,10 @@ def _masked_user_config(
 
 
 async def _answer_context_messages(params: ContextMessagesParams) -> ContextMessagesResult:
+    """`context.messages` from a plugin: its run's provider, found by the session id."""
     provider = _providers.get(params.session_id)
-    messages = provider() if provider is not None else []
+    if provider is None:
+        raise InvalidParams(f"no open live session {params.session_id!r}")
+    found = provider()
+    messages = await found if inspect.isawaitable(found) else found
     return ContextMessagesResult(messages=[dict(message) for message in messages])

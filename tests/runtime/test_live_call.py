@@ -22,7 +22,7 @@ from host.runtime import (
     create_runtime_sessions,
     finish_call,
 )
-from host.runtime._bridge import Channel
+from host.runtime._queue import PluginQueue
 from host.runtime.scripted_call import run_frame_burst, run_scripted_call
 from sdk.protocol import EventKind
 
@@ -54,19 +54,21 @@ async def env(tmp_path: Path) -> AsyncIterator[tuple[PluginHost, SQLiteRunStore]
             yield plugins, store
 
 
-class Recording(Channel):
-    """A channel that only records (no plugin behind it): the bridge's unit-test seam."""
+def recording() -> PluginQueue:
+    """A queue with no pump and no plugin behind it: it keeps what it is offered (the seam)."""
 
-    def __init__(self) -> None:
-        super().__init__("recording", None, "s", None, capacity=10**6)  # type: ignore[arg-type]
+    async def never_sent(params: object) -> None:
+        raise AssertionError("a recording queue is never pumped")
+
+    return PluginQueue("recording", "s", never_sent, capacity=10**6)
 
 
 async def test_frames_become_events_once_each_with_the_sibling_rule() -> None:
     bridge = RunBridge(1)
-    channel = Recording()
-    bridge.channels.append(channel)
+    channel = recording()
+    bridge.add(channel)
     await run_scripted_call(attach=bridge.attach)
-    kinds = Counter(event.kind for event in channel.queue)
+    kinds = Counter(event.kind for event in channel.events)
     assert kinds[EventKind.CALL_STARTED] == 1
     assert kinds[EventKind.CALL_ENDED] == 1
     assert kinds[EventKind.USER_STARTED_SPEAKING] == 4  # broadcast both ways, counted once
@@ -75,7 +77,7 @@ async def test_frames_become_events_once_each_with_the_sibling_rule() -> None:
     assert kinds[EventKind.TOOL_CALL_STARTED] == kinds[EventKind.TOOL_CALL_RESULT] == 1
     assert kinds[EventKind.INTERRUPTION] == 1
     assert kinds[EventKind.METRICS_LLM_USAGE] == 4
-    seqs = [event.seq for event in channel.queue]
+    seqs = [event.seq for event in channel.events]
     assert seqs == sorted(seqs)
     assert len(set(seqs)) == len(seqs)
 
@@ -96,13 +98,13 @@ async def test_two_plugins_receive_exactly_their_subscribed_events_and_snapshots
     )
     sessions = await create_runtime_sessions(context, plugins=plugins)
     assert [s.name for s in sessions] == ["recorder_all", "recorder_speech"]
-    everything = Recording()
-    sessions[0].bridge.channels.append(everything)
+    everything = recording()
+    sessions[0].bridge.add(everything)
     gathered = await run_scripted_call(attach=lambda worker: [s.attach(worker) for s in sessions])  # type: ignore[func-returns-value]
     await finish_call(sessions, gathered_context=gathered, store=store, run_id=run_id)
     run = await store.get_run(run_id)
     assert run is not None
-    emitted = [[e.kind, e.seq] for e in everything.queue]
+    emitted = [[e.kind, e.seq] for e in everything.events]
     assert run.logs["recorder_all"]["events"] == emitted
     assert run.logs["recorder_speech"]["events"] == [e for e in emitted if e[0] in SPEECH]
     assert run.logs["recorder_all"]["messages"] == 1  # context.messages answered by the host
@@ -166,8 +168,8 @@ async def test_a_plugin_that_never_reads_only_loses_its_own_events(
         IntegrationRuntimeContext(run_id, workflow_graph=definition), plugins=plugins
     )
     stuck = next(s for s in sessions if s.name == "stuck")
-    assert stuck.channel is not None
-    stuck.channel.capacity = 100  # the default holds a minute of a call; keep this test small
+    assert stuck.queue is not None
+    stuck.queue.capacity = 100  # the default holds a minute of a call; keep this test small
     frames = [f.LLMTextFrame("x" * 200) for _ in range(3000)]
     await run_frame_burst(frames, attach=lambda worker: [s.attach(worker) for s in sessions])  # type: ignore[func-returns-value]
     await finish_call(sessions, gathered_context={}, store=store, run_id=run_id)

@@ -1,0 +1,161 @@
+"""Live call layer: a run's event fan-out — bounded per-plugin queues and their batching pumps.
+
+Contract: `RunBridge.emit(kind, t_ms, data)` is the observer's sink. It runs inside pipecat's
+observer task, so it never awaits and never blocks: it numbers the event and `offer`s it to each
+plugin queue subscribed to its kind; a full queue (or one whose plugin is gone) drops the event and
+counts it. One host-owned pump per queue sends what is queued in batches as `runtime.events`
+notifications; a slow or dead plugin only fills and overflows its own queue, never the pipeline's
+or another plugin's. After the call `drain(timeout)` sends what is left (pipecat cancels observer
+tasks at teardown; the host's pumps outlive them), bounded, and counts the rest as dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from sdk.protocol import LiveEvent, PluginError, RuntimeEventsParams
+
+logger = logging.getLogger("plugbox.runtime")
+QUEUE_CAPACITY = 10_000  # events held per plugin: about a minute of a busy call
+BATCH_SIZE = 500  # events per notification: one pipe write, far below the frame size limit
+BATCH_WINDOW_S = 0.002  # a short wait after the first event groups a burst into one notification
+
+Sink = Callable[[str, float, dict[str, Any]], None]
+Send = Callable[[RuntimeEventsParams], Awaitable[None]]
+Check = Callable[[], PluginError | None]  # the error when the session's process is gone
+
+
+def _alive() -> PluginError | None:
+    return None
+
+
+class PluginQueue:
+    """One plugin's share of a run's events: bounded, filtered by its subscriptions."""
+
+    def __init__(
+        self,
+        plugin: str,
+        session_id: str,
+        send: Send,
+        *,
+        subscriptions: frozenset[str] | None = None,
+        check: Check = _alive,
+        capacity: int = QUEUE_CAPACITY,
+    ) -> None:
+        self.plugin, self.session_id = plugin, session_id
+        self.subscriptions = subscriptions
+        self.capacity = capacity
+        self.events: deque[LiveEvent] = deque()
+        self.delivered = 0  # events handed to the plugin's pipe
+        self.dropped = 0  # events lost: overflow, a dead plugin, or left after the drain
+        self.failure: PluginError | None = None
+        self._send, self.check = send, check
+        self._ready, self._done = anyio.Event(), anyio.Event()
+        self._closed = False
+
+    def wants(self, kind: str) -> bool:
+        return self.subscriptions is None or kind in self.subscriptions
+
+    def offer(self, event: LiveEvent) -> None:
+        """Queue an event without waiting; drop and count it when the queue is full."""
+        if self.failure is not None or len(self.events) >= self.capacity:
+            if self.dropped == 0:
+                logger.warning("plugin %r is not keeping up: dropping live events", self.plugin)
+            self.dropped += 1
+            return
+        self.events.append(event)
+        if not self._ready.is_set():
+            self._ready.set()
+
+    async def pump(self) -> None:
+        """Send queued events in batches until drained after the call, or the plugin fails."""
+        try:
+            while not self._closed or self.events:
+                if not self.events:
+                    await self._ready.wait()
+                    self._ready = anyio.Event()
+                    continue
+                if len(self.events) < BATCH_SIZE and not self._closed:
+                    await anyio.sleep(BATCH_WINDOW_S)
+                if not await self._send_batch():
+                    break
+        finally:
+            self._done.set()
+
+    async def _send_batch(self) -> bool:
+        count = min(BATCH_SIZE, len(self.events))
+        batch = [self.events.popleft() for _ in range(count)]
+        try:
+            lost = self.check()
+            if lost is not None:
+                raise lost  # never restart a plugin mid-call: the session lived in that process
+            await self._send(RuntimeEventsParams(self.session_id, batch, self.dropped))
+        except PluginError as exc:
+            self._fail(exc, unsent=len(batch))
+            return False
+        self.delivered += len(batch)
+        return True
+
+    def _fail(self, exc: PluginError, *, unsent: int) -> None:
+        self.failure = exc
+        self.dropped += unsent + len(self.events)
+        self.events.clear()
+        logger.warning("plugin %r stopped receiving live events: %s", self.plugin, exc)
+
+    async def drain(self, timeout: float) -> None:
+        """Close the queue and wait (at most `timeout`) until the pump has sent what is left."""
+        self._closed = True
+        self._ready.set()
+        with anyio.move_on_after(timeout):
+            await self._done.wait()
+        if self.events:
+            logger.warning(
+                "plugin %r: %d live events not delivered before the call-finish deadline",
+                self.plugin,
+                len(self.events),
+            )
+            self.dropped += len(self.events)
+            self.events.clear()
+
+
+class RunBridge:
+    """One per run: numbers its events and fans them out to its plugins' queues."""
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        self.queues: list[PluginQueue] = []
+        self.emitted = 0
+        self.observer: Any = None  # the pipecat observer, once a session attached
+        self._routes: dict[str, list[PluginQueue]] = {}
+        self._workers: set[int] = set()
+
+    def add(self, queue: PluginQueue) -> None:
+        self.queues.append(queue)
+        self._routes.clear()
+
+    def emit(self, kind: str, t_ms: float, data: dict[str, Any]) -> None:
+        """The observer's sink: number the event and offer it to the subscribed queues."""
+        self.emitted += 1
+        route = self._routes.get(kind)
+        if route is None:
+            route = self._routes[kind] = [q for q in self.queues if q.wants(kind)]
+        if route:
+            event = LiveEvent(kind, self.emitted, t_ms, data)
+            for queue in route:
+                queue.offer(event)
+
+    def attach(self, worker: Any) -> None:
+        """Register the run's single observer on a pipecat worker; later calls join it."""
+        if id(worker) in self._workers:
+            return
+        from ._observer import BridgeObserver  # pipecat is imported only when a call attaches
+
+        if self.observer is None:
+            self.observer = BridgeObserver(self.emit)
+        worker.add_observer(self.observer)
+        self._workers.add(id(worker))
