@@ -32,6 +32,7 @@ from sdk.protocol import PluginError
 from ._manifest import Manifest
 
 MARKER = ".plugbox-venv.json"
+VENV_LAYOUT = 2  # bumped when what a build puts in a venv changes (2: bytecode precompiled)
 INSTALL_TIMEOUT_S = 600.0  # a cold install of a heavy requirement on a slow mirror
 OUTPUT_TAIL = 4000  # characters of installer output kept for the error
 Progress = Callable[[str], None]
@@ -94,6 +95,7 @@ class VenvBuilder:
                 "sdk_requirements": sdk_requirements(),
                 "python": python,
                 "sdk": self._sdk_hash,
+                "layout": VENV_LAYOUT,
             },
             sort_keys=True,
         )
@@ -130,6 +132,10 @@ class VenvBuilder:
         shutil.copytree(
             sdk_source_dir(), site / "sdk", ignore=shutil.ignore_patterns("__pycache__")
         )
+        # Plugins run with a read-only venv, so Python could never cache bytecode there: without
+        # this every start would compile pydantic & co. from source (measured: 0.28 s of CPU per
+        # start for the imports alone, 0.15 s compiled).
+        self._run(manifest, [str(staging / "bin" / "python"), "-m", "compileall", "-q", str(site)])
         marker = {"key": key, "requirements": requirements, "sdk": self._sdk_hash}
         (staging / MARKER).write_text(json.dumps(marker, indent=2))
         shutil.rmtree(path, ignore_errors=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import anyio
@@ -12,7 +13,7 @@ import pytest
 
 from host import HostConfig, PluginHost
 from host._manifest import load_manifest
-from host._venv import VenvBuilder
+from host._venv import MARKER, VenvBuilder
 
 MANIFEST = """name = "{name}"
 version = "0.0.1"
@@ -89,6 +90,20 @@ def test_the_host_dependencies_and_the_host_are_not_importable_in_the_plugin(
         assert not imports(python, module), module
     for module in ("fastapi", "pipecat", "host"):
         assert __import__(module)  # ...while the host has them
+
+
+def test_the_build_precompiles_bytecode_because_plugins_see_their_venv_read_only(
+    built: tuple[VenvBuilder, Path, Path],
+) -> None:
+    _, _, python = built
+    venv = python.parent.parent
+    built_at = (venv / MARKER).stat().st_mtime
+    site = next(venv.glob("lib/python*/site-packages"))
+    tag = sys.implementation.cache_tag
+    for source in (site / "sdk" / "_spec.py", site / "pydantic" / "main.py", site / "six.py"):
+        cached = source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc"
+        assert cached.exists(), cached
+        assert cached.stat().st_mtime <= built_at  # written by the build, not by a later import
 
 
 def test_a_second_start_reuses_the_venv_without_running_the_installer(
