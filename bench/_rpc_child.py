@@ -7,7 +7,7 @@ import sys
 import anyio
 
 from sdk._stdio import WireFds, claim_stdio, open_wire
-from sdk.protocol import ByteMessageStream, RpcSession
+from sdk.protocol import RpcSession
 
 
 def raw_echo() -> None:
@@ -18,8 +18,7 @@ def raw_echo() -> None:
 
 
 async def serve(wire: WireFds) -> None:
-    receive, send = await open_wire(wire)
-    session = RpcSession(ByteMessageStream(receive, send), name="bench")
+    session = RpcSession(await open_wire(wire), name="bench")
 
     async def echo(params: object) -> object:
         return params

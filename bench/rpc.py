@@ -8,6 +8,7 @@ Measures in one run: (a) the floor, a raw echo of the same bytes between two Pyt
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -24,12 +25,11 @@ sys.path[:] = [str(Path(__file__).resolve().parent.parent)] + [
 
 from bench._common import arguments, median, metric, percentile, print_table, write_results
 from sdk.protocol import (
-    AsyncioReceiveStream,
     AsyncioSendStream,
-    ByteMessageStream,
     Request,
     RpcSession,
     encode_message,
+    open_pipe_stream,
 )
 
 ROOT = str(Path(__file__).resolve().parent.parent)
@@ -58,15 +58,16 @@ def floor_rtts(count: int) -> list[float]:
 
 
 async def rpc(count: int, pipelined: int) -> tuple[list[float], float]:
-    # The same transport as the host's supervisor (host/sandbox/_base.py): an asyncio subprocess
-    # with the protocol's asyncio stream adapters.
+    # The same transport as the host's supervisor (host/sandbox/_policy.py): an asyncio
+    # subprocess whose stdout is our own pipe, decoded in the loop's data callback.
+    read_fd, write_fd = os.pipe()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, CHILD, "rpc", env={"PYTHONPATH": ROOT}, stdin=PIPE, stdout=PIPE
+        sys.executable, CHILD, "rpc", env={"PYTHONPATH": ROOT}, stdin=PIPE, stdout=write_fd
     )
-    assert process.stdout is not None
+    os.close(write_fd)
     assert process.stdin is not None
-    stream = ByteMessageStream(
-        AsyncioReceiveStream(process.stdout), AsyncioSendStream(process.stdin)
+    stream = await open_pipe_stream(
+        os.fdopen(read_fd, "rb", buffering=0), AsyncioSendStream(process.stdin)
     )
     session = RpcSession(stream, name="bench")
     async with session:

@@ -66,6 +66,9 @@ def main() -> None:
         "jsonrpcserver_extra_share_of_rtt": metric((theirs - ours) / rpc, "x", 0.10, "lower"),
     }
     print_table(f"Dispatch cost against a {rpc:.0f} us round trip", metrics)
+    share = (theirs - ours) / rpc
+    verdict = "under" if share < 0.10 else "over"
+    print(f"jsonrpcserver adds {share:.1%} to a round trip: {verdict} the 10% bar to adopt it")
     print(f"written: {write_results('rpc_dispatch', metrics)}")
 
 

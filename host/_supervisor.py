@@ -30,7 +30,6 @@ from sdk.protocol import (
     PLUGIN_COOKIE_VALUE,
     PROTOCOL_VERSION,
     SUPPORTED_PROTOCOL_VERSIONS,
-    ByteMessageStream,
     CircuitOpen,
     ConnectionClosed,
     HandshakeError,
@@ -249,7 +248,7 @@ class PluginHandle:
         self.restarts += 1 if self.starts > 1 else 0
         config = await self._resolve_config()
         process = await sandbox_launch(self._launch_spec(config), config.sandbox_policy)
-        session = RpcSession(ByteMessageStream(process.stdout, process.stdin), name=self.name)
+        session = RpcSession(await process.open_wire(), name=self.name)
         proc = _Process(process, session, StderrPump(self.name, self.scrubber))
         self._register(session)
         self._proc = proc

@@ -3,7 +3,7 @@
 Contract: after `claim_stdio()`, fd 1 is a copy of stderr (so `print()`, C extensions and
 grandchildren write to the log, never to the wire), fd 0 reads /dev/null, and the wire uses private
 non-inheritable duplicates of the original stdin and stdout. `open_wire` turns those two fds into
-anyio byte streams on the asyncio loop.
+the protocol's message stream on the asyncio loop.
 """
 
 from __future__ import annotations
@@ -13,9 +13,12 @@ import os
 import sys
 from dataclasses import dataclass
 
-import anyio.abc
-
-from .protocol import AsyncioReceiveStream, AsyncioSendStream
+from .protocol import (
+    DEFAULT_MAX_FRAME_SIZE,
+    AsyncioSendStream,
+    PipeMessageStream,
+    open_pipe_stream,
+)
 
 
 @dataclass(frozen=True)
@@ -38,16 +41,14 @@ def claim_stdio() -> WireFds:
 
 
 async def open_wire(
-    fds: WireFds,
-) -> tuple[anyio.abc.ByteReceiveStream, anyio.abc.ByteSendStream]:
-    """Byte streams over the wire fds, driven by the running asyncio loop."""
+    fds: WireFds, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+) -> PipeMessageStream:
+    """The wire's message stream over the wire fds, driven by the running asyncio loop."""
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=2**24)
-    await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fds.read_fd, "rb", 0)
-    )
     transport, protocol = await loop.connect_write_pipe(
         asyncio.streams.FlowControlMixin, os.fdopen(fds.write_fd, "wb", 0)
     )
     writer = asyncio.StreamWriter(transport, protocol, None, loop)
-    return AsyncioReceiveStream(reader), AsyncioSendStream(writer)
+    return await open_pipe_stream(
+        os.fdopen(fds.read_fd, "rb", 0), AsyncioSendStream(writer), max_frame_size=max_frame_size
+    )

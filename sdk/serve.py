@@ -27,7 +27,6 @@ from .protocol import (
     DEFAULT_MAX_FRAME_SIZE,
     PLUGIN_COOKIE_ENV,
     PLUGIN_COOKIE_VALUE,
-    ByteMessageStream,
     RpcSession,
 )
 
@@ -73,9 +72,8 @@ async def serve(import_name: str, wire: WireFds, redactor: SecretRedactor) -> No
     """Serve the package on the wire fds until shutdown or EOF."""
     package, error = import_plugin(import_name)
     max_frame = int(os.environ.get("PLUGBOX_MAX_FRAME_SIZE", DEFAULT_MAX_FRAME_SIZE))
-    receive, send = await open_wire(wire)
     session = RpcSession(
-        ByteMessageStream(receive, send, max_frame_size=max_frame),
+        await open_wire(wire, max_frame_size=max_frame),
         name=os.environ.get("PLUGBOX_PLUGIN_NAME", "host"),
         max_frame_size=max_frame,
     )

@@ -1,7 +1,9 @@
 """Sandbox layer: the runner seam — what to launch, and the running process it gives back.
 
 Contract: `LaunchSpec` says what to run and under which limits and permissions; a launch returns a
-`RunningProcess` with the pid, three byte streams, `wait()`, `kill_group(sig)` (the whole process
+`RunningProcess` with the pid, its stdin and stderr byte streams, its stdout as the wire
+(`open_wire()`: a message stream decoded as bytes arrive) or as raw bytes (`open_stdout()`),
+`wait()`, `kill_group(sig)` (the whole process
 group, grandchildren included), `cleanup()` and `diagnose(returncode, stderr_tail)`, which turns a
 death caused by a sandbox limit into a `LimitExceeded` naming the limit.
 """
@@ -15,10 +17,18 @@ import signal
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import anyio.abc
 
-from sdk.protocol import AsyncioReceiveStream, AsyncioSendStream, LimitExceeded
+from sdk.protocol import (
+    DEFAULT_MAX_FRAME_SIZE,
+    AsyncioReceiveStream,
+    AsyncioSendStream,
+    LimitExceeded,
+    PipeMessageStream,
+    open_pipe_stream,
+)
 
 MIB = 1024 * 1024
 
@@ -64,6 +74,7 @@ class RunningProcess:
     def __init__(
         self,
         process: asyncio.subprocess.Process,
+        stdout: IO[bytes],
         *,
         name: str,
         layers: tuple[str, ...],
@@ -71,17 +82,30 @@ class RunningProcess:
         cleanups: list[Callable[[], Awaitable[None]]],
     ) -> None:
         assert process.stdin is not None
-        assert process.stdout is not None
         assert process.stderr is not None
         self._process = process
         self.name = name
         self.pid = process.pid
         self.layers = layers
         self.stdin: anyio.abc.ByteSendStream = AsyncioSendStream(process.stdin)
-        self.stdout: anyio.abc.ByteReceiveStream = AsyncioReceiveStream(process.stdout)
+        self._stdout = stdout  # the read end of the plugin's stdout pipe, not yet on the loop
+        self._stdout_claimed = False
         self.stderr: anyio.abc.ByteReceiveStream = AsyncioReceiveStream(process.stderr)
         self._diagnosers = diagnosers
         self._cleanups = cleanups
+
+    async def open_wire(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> PipeMessageStream:
+        """The plugin's stdin and stdout as the protocol's message stream (once per process)."""
+        self._stdout_claimed = True
+        return await open_pipe_stream(self._stdout, self.stdin, max_frame_size=max_frame_size)
+
+    async def open_stdout(self) -> anyio.abc.ByteReceiveStream:
+        """The plugin's stdout as raw bytes, for processes that do not speak the protocol."""
+        self._stdout_claimed = True
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=2**24)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), self._stdout)
+        return AsyncioReceiveStream(reader)
 
     @property
     def returncode(self) -> int | None:
@@ -100,6 +124,8 @@ class RunningProcess:
             os.killpg(self.pid, sig)
 
     async def cleanup(self) -> None:
+        if not self._stdout_claimed:
+            self._stdout.close()  # once on the loop, the pipe's transport closes it
         for step in self._cleanups:
             await step()
 

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import subprocess
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -166,16 +167,26 @@ async def _spawn(
     cleanups: list[Callable[[], Awaitable[None]]],
 ) -> RunningProcess:
     spec.data_dir.mkdir(parents=True, exist_ok=True)
-    process = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=spec.data_dir,
-        env=env,
-        preexec_fn=preexec,
-        limit=2**24,
-    )
+    # Our own pipe for stdout, so the wire can be decoded in the loop's data callback (asyncio's
+    # subprocess pipes only offer a StreamReader, one task wake-up per message further away).
+    read_fd, write_fd = os.pipe()
+    stdout = os.fdopen(read_fd, "rb", buffering=0)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=subprocess.PIPE,
+            stdout=write_fd,
+            stderr=subprocess.PIPE,
+            cwd=spec.data_dir,
+            env=env,
+            preexec_fn=preexec,
+            limit=2**24,
+        )
+    except BaseException:
+        stdout.close()
+        raise
+    finally:
+        os.close(write_fd)  # the child holds its copy; ours would hide the child's EOF
     return RunningProcess(
-        process, name=spec.name, layers=layers, diagnosers=diagnosers, cleanups=cleanups
+        process, stdout, name=spec.name, layers=layers, diagnosers=diagnosers, cleanups=cleanups
     )

@@ -35,6 +35,8 @@ from ._framing import RequestId as RequestId
 from ._framing import SuccessResponse as SuccessResponse
 from ._framing import decode_frame as decode_frame
 from ._framing import encode_message as encode_message
+from ._inbound import Handler as Handler
+from ._inbound import typed_decoder as typed_decoder
 from ._methods import DEFAULT_MAX_FRAME_SIZE as DEFAULT_MAX_FRAME_SIZE
 from ._methods import PLUGIN_COOKIE_ENV as PLUGIN_COOKIE_ENV
 from ._methods import PLUGIN_COOKIE_VALUE as PLUGIN_COOKIE_VALUE
@@ -74,14 +76,14 @@ from ._methods import ValidateOutcome as ValidateOutcome
 from ._methods import ValidateParams as ValidateParams
 from ._methods import ValidateResult as ValidateResult
 from ._methods import ValidationIssue as ValidationIssue
-from ._session import Handler as Handler
 from ._session import RpcSession as RpcSession
-from ._session import typed_decoder as typed_decoder
 from ._streams import AsyncioReceiveStream as AsyncioReceiveStream
 from ._streams import AsyncioSendStream as AsyncioSendStream
 from ._streams import ByteMessageStream as ByteMessageStream
 from ._streams import MessageStream as MessageStream
+from ._streams import PipeMessageStream as PipeMessageStream
 from ._streams import memory_message_pair as memory_message_pair
+from ._streams import open_pipe_stream as open_pipe_stream
 
 __all__ = [
     "ALL_EVENT_KINDS",
@@ -129,6 +131,7 @@ __all__ = [
     "ParseFailure",
     "PingParams",
     "PingResult",
+    "PipeMessageStream",
     "PluginCancelled",
     "PluginCrashed",
     "PluginError",
@@ -161,5 +164,6 @@ __all__ = [
     "error_from_wire",
     "error_to_wire",
     "memory_message_pair",
+    "open_pipe_stream",
     "typed_decoder",
 ]

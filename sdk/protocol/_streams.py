@@ -1,10 +1,14 @@
 """Wire layer: message streams over byte streams (a subprocess's pipes) and in memory (tests).
 
-Contract: a `MessageStream` sends already-encoded frames and receives decoded messages or in-band
-`ParseFailure`s, raising `anyio.EndOfStream` once the peer has closed. `ByteMessageStream` adapts
-any pair of anyio byte streams; concurrent senders are coalesced into one write per burst, so
-pipelined calls cost one system call for many frames. `memory_message_pair()` joins two message
-streams through in-memory byte pipes that go through the same framing as a real pipe.
+Contract: a `MessageStream` sends already-encoded frames and hands every decoded message (or
+in-band `ParseFailure`) to one synchronous listener, in order, until the peer closes; the
+listener may pause and resume reading for backpressure. `PipeMessageStream` decodes a read pipe
+inside the event loop's data callback and calls the listener right there, so a reply resolves
+its caller without a reader task in between (two loop iterations fewer per round trip than
+pulling). `ByteMessageStream` adapts any pair of anyio byte streams by pulling. Concurrent
+senders are coalesced into one write per burst, so pipelined calls cost one system call for
+many frames. `memory_message_pair()` joins two message streams through in-memory byte pipes
+that go through the same framing as a real pipe.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from typing import Protocol
+from collections.abc import Callable
+from typing import IO, Protocol
 
 import anyio
 import anyio.abc
@@ -25,56 +30,34 @@ READ_CHUNK = 256 * 1024  # large reads: one system call drains many pipelined fr
 MAX_BUFFERED_WRITE = 8 * 1024 * 1024  # past this, senders wait for the pipe (backpressure)
 _DRAIN_ABOVE = 64 * 1024  # asyncio's own default high-water mark
 
+Listener = Callable[[Message | ParseFailure], None]
+
 
 class MessageStream(Protocol):
     """What a session needs from a transport."""
 
     async def send(self, frame: bytes) -> None: ...
 
-    async def receive(self) -> Message | ParseFailure: ...
+    async def listen(self, listener: Listener) -> None:
+        """Call `listener` with each message in order; return when the peer has closed."""
+        ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
 
     async def aclose(self) -> None: ...
 
 
-class ByteMessageStream:
-    """NDJSON messages over an anyio byte receive stream and byte send stream."""
+class _CoalescingSender:
+    """Frames from concurrent senders, written as one burst by whichever sender came first."""
 
-    def __init__(
-        self,
-        receive: anyio.abc.ByteReceiveStream,
-        send: anyio.abc.ByteSendStream,
-        *,
-        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
-    ) -> None:
-        self._receive = receive
+    def __init__(self, send: anyio.abc.ByteSendStream) -> None:
         self._send = send
-        self._decoder = MessageDecoder(max_frame_size)
-        self._ready: deque[Message | ParseFailure] = deque()
         self._outgoing: list[bytes] = []
         self._outgoing_size = 0
         self._flushing = False
         self._drained: anyio.Event | None = None  # made only when a sender must wait
-        self._eof = False
-
-    @property
-    def max_frame_size(self) -> int:
-        return self._decoder.max_frame_size
-
-    @max_frame_size.setter
-    def max_frame_size(self, value: int) -> None:
-        self._decoder.max_frame_size = value
-
-    async def receive(self) -> Message | ParseFailure:
-        while not self._ready:
-            if self._eof:
-                raise anyio.EndOfStream
-            try:
-                chunk = await self._receive.receive(READ_CHUNK)
-            except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
-                self._eof = True
-                continue
-            self._ready.extend(self._decoder.feed(chunk))
-        return self._ready.popleft()
 
     async def send(self, frame: bytes) -> None:
         """Queue a frame; the first sender of a burst writes everything queued meanwhile."""
@@ -102,12 +85,156 @@ class ByteMessageStream:
                 self._drained = None
 
     async def aclose(self) -> None:
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            await self._send.aclose()
+
+
+class ByteMessageStream(_CoalescingSender):
+    """NDJSON messages over an anyio byte receive stream and byte send stream (pulled)."""
+
+    def __init__(
+        self,
+        receive: anyio.abc.ByteReceiveStream,
+        send: anyio.abc.ByteSendStream,
+        *,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    ) -> None:
+        super().__init__(send)
+        self._receive = receive
+        self._decoder = MessageDecoder(max_frame_size)
+        self._ready: deque[Message | ParseFailure] = deque()
+        self._eof = False
+        self._resumed: anyio.Event | None = None  # set while reading is paused
+
+    @property
+    def max_frame_size(self) -> int:
+        return self._decoder.max_frame_size
+
+    @max_frame_size.setter
+    def max_frame_size(self, value: int) -> None:
+        self._decoder.max_frame_size = value
+
+    async def receive(self) -> Message | ParseFailure:
+        """The next message; raises `anyio.EndOfStream` once the peer has closed."""
+        while not self._ready:
+            if self._eof:
+                raise anyio.EndOfStream
+            try:
+                chunk = await self._receive.receive(READ_CHUNK)
+            except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+                self._eof = True
+                continue
+            self._ready.extend(self._decoder.feed(chunk))
+        return self._ready.popleft()
+
+    async def listen(self, listener: Listener) -> None:
+        while True:
+            if self._resumed is not None:
+                await self._resumed.wait()
+            try:
+                message = await self.receive()
+            except anyio.EndOfStream:
+                return
+            listener(message)
+
+    def pause_reading(self) -> None:
+        if self._resumed is None:
+            self._resumed = anyio.Event()
+
+    def resume_reading(self) -> None:
+        if self._resumed is not None:
+            self._resumed.set()
+            self._resumed = None
+
+    async def aclose(self) -> None:
         with anyio.CancelScope(shield=True):
-            for stream in (self._send, self._receive):
-                with contextlib.suppress(
-                    anyio.BrokenResourceError, anyio.ClosedResourceError, OSError
-                ):
-                    await stream.aclose()
+            await super().aclose()
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                await self._receive.aclose()
+
+
+class _PipeReader(asyncio.Protocol):
+    """Decodes a read pipe in the loop's data callback and hands messages to the listener."""
+
+    def __init__(self, max_frame_size: int) -> None:
+        self.decoder = MessageDecoder(max_frame_size)
+        self.listener: Listener | None = None
+        self.early: list[Message | ParseFailure] = []  # what arrived before `listen`
+        self.transport: asyncio.ReadTransport | None = None
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.ReadTransport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        messages = self.decoder.feed(data)
+        listener = self.listener
+        if listener is None:
+            self.early.extend(messages)
+            return
+        for message in messages:
+            listener(message)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+class PipeMessageStream(_CoalescingSender):
+    """NDJSON messages from a read pipe (decoded as they arrive) and to a byte send stream."""
+
+    def __init__(self, reader: _PipeReader, send: anyio.abc.ByteSendStream) -> None:
+        super().__init__(send)
+        self._reader = reader
+
+    @property
+    def max_frame_size(self) -> int:
+        return self._reader.decoder.max_frame_size
+
+    @max_frame_size.setter
+    def max_frame_size(self, value: int) -> None:
+        self._reader.decoder.max_frame_size = value
+
+    async def listen(self, listener: Listener) -> None:
+        reader = self._reader
+        early, reader.early = reader.early, []
+        for message in early:
+            listener(message)
+        reader.listener = listener
+        try:
+            await asyncio.shield(reader.closed)
+        finally:
+            reader.listener = None
+
+    def pause_reading(self) -> None:
+        transport = self._reader.transport
+        if transport is not None and not transport.is_closing():
+            transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        transport = self._reader.transport
+        if transport is not None and not transport.is_closing():
+            transport.resume_reading()
+
+    async def aclose(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await super().aclose()
+            if self._reader.transport is not None:
+                self._reader.transport.close()
+
+
+async def open_pipe_stream(
+    read_pipe: IO[bytes],
+    send: anyio.abc.ByteSendStream,
+    *,
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+) -> PipeMessageStream:
+    """A message stream reading `read_pipe` (a pipe's read end, opened unbuffered) on this loop."""
+    loop = asyncio.get_running_loop()
+    reader = _PipeReader(max_frame_size)
+    await loop.connect_read_pipe(lambda: reader, read_pipe)
+    return PipeMessageStream(reader, send)
 
 
 class AsyncioReceiveStream(anyio.abc.ByteReceiveStream):

@@ -74,7 +74,7 @@ async def run_hostile(
         await process.stdin.aclose()
         stdout, stderr = bytearray(), bytearray()
         async with anyio.create_task_group() as group:
-            group.start_soon(_drain, process.stdout, stdout)
+            group.start_soon(_drain, await process.open_stdout(), stdout)
             group.start_soon(_drain, process.stderr, stderr)
             code = await process.wait()
         await process.cleanup()
