@@ -9,10 +9,10 @@ from ._host import PluginHost as PluginHost
 from ._host import UnknownPlugin as UnknownPlugin
 from ._manifest import DiscoveryError as DiscoveryError
 from ._manifest import Manifest as Manifest
+from ._process import LaunchConfig as LaunchConfig
 from ._registry import PackageInfo as PackageInfo
 from ._registry import PluginLoadError as PluginLoadError
 from ._registry import Registry as Registry
-from ._supervisor import LaunchConfig as LaunchConfig
 from ._supervisor import PluginHandle as PluginHandle
 from ._supervisor import ProcessState as ProcessState
 from .sandbox import SandboxPolicy as SandboxPolicy

@@ -21,9 +21,10 @@ import anyio.abc
 from sdk.protocol import PluginError
 
 from ._manifest import DiscoveryError, Manifest, discover
+from ._process import LaunchConfig
 from ._redaction import SecretScrubber
 from ._registry import Registry
-from ._supervisor import LaunchConfig, PluginHandle
+from ._supervisor import PluginHandle
 from ._venv import Progress, VenvBuilder, VenvInfo, sdk_hash, sdk_source_dir
 from .sandbox import SandboxPolicy
 

@@ -6,34 +6,25 @@ plugin and the method. A crash fails pending calls with `PluginCrashed` (or `Lim
 the sandbox says a limit killed it) carrying the exit status and stderr tail; the next call
 restarts after a jittered backoff, and repeated crashes open a circuit (`CircuitOpen`). `aclose()`
 runs the shutdown ladder — `shutdown`, close stdin, SIGTERM, SIGKILL — bounded and shielded, and
-every process is reaped. Background work runs in the task group the owner passes in.
+every process is reaped. Background work runs in the task group the owner passes in. The steps
+on one process (its launch spec, the handshake, the ladder itself) are `_process`'s.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
-from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
 
 from sdk.protocol import (
-    PLUGIN_COOKIE_ENV,
-    PLUGIN_COOKIE_VALUE,
-    PROTOCOL_VERSION,
-    SUPPORTED_PROTOCOL_VERSIONS,
     CircuitOpen,
     ConnectionClosed,
-    HandshakeError,
-    InitializeParams,
     InitializeResult,
     LogParams,
     Method,
@@ -41,21 +32,26 @@ from sdk.protocol import (
     PluginError,
     PluginTimeout,
     RpcSession,
-    ShutdownParams,
 )
 
 from ._breaker import CrashBreaker
 from ._manifest import Manifest
+from ._process import (
+    EXIT_GRACE_S,
+    STDERR_DRAIN_S,
+    LaunchConfig,
+    PluginProcess,
+    describe_exit,
+    handshake,
+    launch_spec,
+    rss_bytes,
+)
 from ._redaction import SecretScrubber
 from ._stats import CallStats
 from ._stderr import StderrPump
-from .sandbox import LaunchSpec, RunningProcess, SandboxLimits, SandboxPermissions, SandboxPolicy
 from .sandbox import launch as sandbox_launch
 
 T = TypeVar("T")
-SHUTDOWN_REPLY_S = 2.0  # a healthy plugin answers `shutdown` at once
-EXIT_GRACE_S = 2.0  # time allowed for each later step of the ladder to end the process
-STDERR_DRAIN_S = 1.0  # after exit, read what is left of stderr for the crash report
 LIVENESS_PING_S = 2.0  # after a timeout: a plugin that cannot answer `ping` is restarted
 logger = logging.getLogger("plugbox.supervisor")
 
@@ -67,30 +63,6 @@ class ProcessState(StrEnum):
     DRAINING = "draining"  # the shutdown ladder is running
     CRASHED = "crashed"  # died unexpectedly; the next call restarts it after a backoff
     CIRCUIT_OPEN = "circuit_open"  # crashed too often; calls fail fast until the cool-down
-
-
-@dataclass(frozen=True)
-class LaunchConfig:
-    """How to start a plugin: its interpreter, import path, directories and sandbox policy."""
-
-    python: Path
-    data_dir: Path
-    pythonpath: tuple[Path, ...] = ()
-    venv_dir: Path | None = None
-    read_only_paths: tuple[Path, ...] = ()
-    sandbox_policy: SandboxPolicy = SandboxPolicy.standard
-    idle_timeout_s: float | None = None
-    extra_env: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class _Process:
-    process: RunningProcess
-    session: RpcSession
-    stderr: StderrPump
-    exited: anyio.Event = field(default_factory=anyio.Event)
-    started_at: float = field(default_factory=time.monotonic)
-    returncode: int | None = None
 
 
 RequestHandler = Callable[[Any], Awaitable[Any]]
@@ -121,7 +93,7 @@ class PluginHandle:
         self._tg = task_group
         self._breaker = breaker or CrashBreaker()
         self.scrubber = scrubber or SecretScrubber()
-        self._proc: _Process | None = None
+        self._proc: PluginProcess | None = None
         self._start_lock = anyio.Lock()
         self._handlers: dict[str, tuple[RequestHandler, Any]] = {}
         self._last_used = time.monotonic()
@@ -188,7 +160,7 @@ class PluginHandle:
         except ConnectionClosed:
             raise await self._crash_error(method) from None
 
-    async def start(self) -> _Process:
+    async def start(self) -> PluginProcess:
         """The ready process, started (or restarted after a backoff) if there is none."""
         proc = self._proc
         if proc is not None and self.state is ProcessState.READY:
@@ -207,7 +179,7 @@ class PluginHandle:
                 self.state = ProcessState.STOPPED
                 return
             self.state = ProcessState.DRAINING
-            await self._ladder(proc)
+            await proc.stop()
             self.state = ProcessState.STOPPED
 
     def status(self) -> dict[str, Any]:
@@ -219,7 +191,7 @@ class PluginHandle:
             "state": self.state.value,
             "sandbox_layers": list(self.layers),
             "pid": proc.process.pid if proc else None,
-            "rss_bytes": _rss_bytes(proc.process.pid) if proc else None,
+            "rss_bytes": rss_bytes(proc.process.pid) if proc else None,
             "uptime_s": round(time.monotonic() - proc.started_at, 3) if proc else None,
             "starts": self.starts,
             "restarts": self.restarts,
@@ -242,21 +214,21 @@ class PluginHandle:
             )
         await anyio.sleep(self._breaker.delay())
 
-    async def _start_once(self) -> _Process:
+    async def _start_once(self) -> PluginProcess:
         self.state = ProcessState.STARTING
         self.starts += 1
         self.restarts += 1 if self.starts > 1 else 0
         config = await self._resolve_config()
-        process = await sandbox_launch(self._launch_spec(config), config.sandbox_policy)
+        process = await sandbox_launch(launch_spec(self.manifest, config), config.sandbox_policy)
         session = RpcSession(await process.open_wire(), name=self.name)
-        proc = _Process(process, session, StderrPump(self.name, self.scrubber))
+        proc = PluginProcess(process, session, StderrPump(self.name, self.scrubber))
         self._register(session)
         self._proc = proc
         self._tg.start_soon(self._supervise, proc)
         try:
-            self.handshake = await self._handshake(proc)
+            self.handshake = await handshake(proc, self.manifest)
         except PluginError as exc:
-            await self._kill(proc)
+            await proc.kill()
             self._breaker.record_crash()
             self.last_error = exc
             self.state = ProcessState.CRASHED
@@ -277,42 +249,6 @@ class PluginHandle:
                 raise
         return self.config
 
-    def _launch_spec(self, c: LaunchConfig) -> LaunchSpec:
-        m = self.manifest
-        env = {
-            PLUGIN_COOKIE_ENV: PLUGIN_COOKIE_VALUE,
-            "PLUGBOX_PLUGIN_NAME": m.name,
-            "PLUGBOX_PACKAGE_VERSION": m.version,
-            "PLUGBOX_DATA_DIR": str(c.data_dir.resolve()),
-            "PYTHONPATH": ":".join(str(p.resolve()) for p in (m.directory, *c.pythonpath)),
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "PYTHONUNBUFFERED": "1",
-            **({"PLUGBOX_COMPAT": "1"} if m.compat else {}),
-            **c.extra_env,
-        }
-        limits = m.limits
-        return LaunchSpec(
-            name=m.name,
-            argv=[str(c.python), "-m", "sdk.serve", m.package],
-            data_dir=c.data_dir,
-            plugin_dir=m.directory,
-            venv_dir=c.venv_dir,
-            read_only_paths=(*c.pythonpath, *c.read_only_paths),
-            env=env,
-            limits=SandboxLimits(
-                limits.memory_mb,
-                limits.cpu_seconds,
-                limits.open_files,
-                limits.file_size_mb,
-                limits.pids,
-            ),
-            permissions=SandboxPermissions(
-                network=m.permissions.network,
-                env_keys=m.permissions.env,
-                writable_paths=tuple(Path(p) for p in m.permissions.writable_paths),
-            ),
-        )
-
     def _register(self, session: RpcSession) -> None:
         for method, (handler, params_type) in self._handlers.items():
             session.on_request(method, handler, params_type=params_type)
@@ -321,43 +257,9 @@ class PluginHandle:
     async def _on_log(self, params: LogParams) -> None:
         logging.getLogger(f"plugbox.plugins.{self.name}").info("%s", params.message)
 
-    async def _handshake(self, proc: _Process) -> InitializeResult:
-        deadline = self.manifest.limits.startup_timeout_s
-        params = InitializeParams(protocol_versions=list(SUPPORTED_PROTOCOL_VERSIONS))
-        try:
-            result: InitializeResult = await proc.session.request(
-                Method.INITIALIZE, params, result_type=InitializeResult, timeout=deadline
-            )
-        except PluginTimeout:
-            raise self._handshake_error(proc, f"no handshake within {deadline:g} s") from None
-        except ConnectionClosed:
-            with anyio.move_on_after(STDERR_DRAIN_S + EXIT_GRACE_S):
-                await proc.exited.wait()
-            raise self._handshake_error(
-                proc, f"exited during the handshake ({_describe(proc.returncode)})"
-            ) from None
-        except PluginError as exc:
-            raise self._handshake_error(proc, f"refused the handshake: {exc.message}") from None
-        if result.protocol_version not in SUPPORTED_PROTOCOL_VERSIONS:
-            raise self._handshake_error(
-                proc,
-                f"protocol version mismatch: plugin chose {result.protocol_version!r}, "
-                f"host speaks {list(SUPPORTED_PROTOCOL_VERSIONS)} (current {PROTOCOL_VERSION})",
-            )
-        return result
-
-    def _handshake_error(self, proc: _Process, what: str) -> HandshakeError:
-        tail = proc.stderr.tail_text()
-        return HandshakeError(
-            f"{what}" + (f"; stderr tail:\n{tail}" if tail else ""),
-            plugin=self.name,
-            method=Method.INITIALIZE,
-            data={"stderr_tail": tail},
-        )
-
     # -- running and dying ----------------------------------------------------------------------
 
-    async def _supervise(self, proc: _Process) -> None:
+    async def _supervise(self, proc: PluginProcess) -> None:
         """Own the process's reader tasks; when it exits, reap it and record why."""
         async with anyio.create_task_group() as readers:
             readers.start_soon(proc.session.run)
@@ -372,7 +274,7 @@ class PluginHandle:
         self._on_exit(proc)
         proc.exited.set()
 
-    def _on_exit(self, proc: _Process) -> None:
+    def _on_exit(self, proc: PluginProcess) -> None:
         if self.state is ProcessState.DRAINING or self._proc is not proc:
             return
         if self.state is ProcessState.READY:
@@ -385,7 +287,7 @@ class PluginHandle:
         elif self.state is ProcessState.STARTING:
             self.last_error = self._exit_error(proc, method=Method.INITIALIZE)
 
-    def _exit_error(self, proc: _Process, method: str | None) -> PluginCrashed:
+    def _exit_error(self, proc: PluginProcess, method: str | None) -> PluginCrashed:
         code = proc.returncode if proc.returncode is not None else -signal.SIGKILL
         tail = proc.stderr.tail_text()
         limit = proc.process.diagnose(code, tail)
@@ -394,7 +296,7 @@ class PluginHandle:
             limit.data["stderr_tail"] = tail
             return limit
         return PluginCrashed(
-            f"plugin process {_describe(code)}" + (f"; stderr tail:\n{tail}" if tail else ""),
+            f"plugin process {describe_exit(code)}" + (f"; stderr tail:\n{tail}" if tail else ""),
             plugin=self.name,
             method=method,
             data={"returncode": code, "stderr_tail": tail},
@@ -419,9 +321,9 @@ class PluginHandle:
             logger.warning(
                 "plugin %r does not answer ping after a timeout; restarting it", self.name
             )
-            await self._kill(proc)
+            await proc.kill()
 
-    async def _idle_watch(self, proc: _Process, idle_s: float) -> None:
+    async def _idle_watch(self, proc: PluginProcess, idle_s: float) -> None:
         while self._proc is proc and not proc.exited.is_set():
             remaining = self._last_used + idle_s - time.monotonic()
             if remaining <= 0 and self._in_flight == 0:
@@ -430,26 +332,6 @@ class PluginHandle:
                 return
             await anyio.sleep(max(remaining, 0.05))
 
-    async def _kill(self, proc: _Process) -> None:
-        with anyio.CancelScope(shield=True):
-            proc.process.kill_group(signal.SIGKILL)
-            with anyio.move_on_after(EXIT_GRACE_S * 2):
-                await proc.exited.wait()
-
-    async def _ladder(self, proc: _Process) -> None:
-        with contextlib.suppress(PluginError), anyio.move_on_after(SHUTDOWN_REPLY_S):
-            await proc.session.request(Method.SHUTDOWN, ShutdownParams(), timeout=SHUTDOWN_REPLY_S)
-        if await _exited_within(proc, EXIT_GRACE_S):
-            return
-        await proc.session.aclose()  # stdin EOF: the SDK exits on it
-        if await _exited_within(proc, EXIT_GRACE_S):
-            return
-        proc.process.kill_group(signal.SIGTERM)
-        if await _exited_within(proc, EXIT_GRACE_S):
-            return
-        proc.process.kill_group(signal.SIGKILL)
-        await _exited_within(proc, EXIT_GRACE_S * 2)
-
     def _deadline(self, method: str) -> float:
         limits = self.manifest.limits
         return (
@@ -457,28 +339,3 @@ class PluginHandle:
             if method == Method.COMPLETION_RUN
             else limits.call_timeout_s
         )
-
-
-async def _exited_within(proc: _Process, seconds: float) -> bool:
-    with anyio.move_on_after(seconds):
-        await proc.exited.wait()
-    return proc.exited.is_set()
-
-
-def _describe(code: int | None) -> str:
-    if code is None:
-        return "did not exit"
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exited with code {code}"
-
-
-def _rss_bytes(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/statm", encoding="ascii") as stream:
-            return int(stream.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None

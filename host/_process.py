@@ -1,0 +1,193 @@
+"""Supervisor layer: one started plugin process — how it is launched, greeted and stopped.
+
+Contract: `launch_spec(manifest, config)` is the sandbox's `LaunchSpec` for a plugin (the
+interpreter of its venv running `sdk.serve`, the allowlisted environment, its limits and
+permissions); `handshake(proc, manifest)` runs `initialize` under the start-up deadline and turns
+every failure (timeout, exit, refusal, version mismatch) into a `HandshakeError` carrying the
+stderr tail; `PluginProcess.stop()` is the bounded shutdown ladder and `kill()` the last resort.
+The state machine that decides when to do which lives in `_supervisor`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+
+from sdk.protocol import (
+    PLUGIN_COOKIE_ENV,
+    PLUGIN_COOKIE_VALUE,
+    PROTOCOL_VERSION,
+    SUPPORTED_PROTOCOL_VERSIONS,
+    ConnectionClosed,
+    HandshakeError,
+    InitializeParams,
+    InitializeResult,
+    Method,
+    PluginError,
+    PluginTimeout,
+    RpcSession,
+    ShutdownParams,
+)
+
+from ._manifest import Manifest
+from ._stderr import StderrPump
+from .sandbox import LaunchSpec, RunningProcess, SandboxLimits, SandboxPermissions, SandboxPolicy
+
+SHUTDOWN_REPLY_S = 2.0  # a healthy plugin answers `shutdown` at once
+EXIT_GRACE_S = 2.0  # time allowed for each later step of the ladder to end the process
+STDERR_DRAIN_S = 1.0  # after exit, read what is left of stderr for the crash report
+
+
+@dataclass(frozen=True)
+class LaunchConfig:
+    """How to start a plugin: its interpreter, import path, directories and sandbox policy."""
+
+    python: Path
+    data_dir: Path
+    pythonpath: tuple[Path, ...] = ()
+    venv_dir: Path | None = None
+    read_only_paths: tuple[Path, ...] = ()
+    sandbox_policy: SandboxPolicy = SandboxPolicy.standard
+    idle_timeout_s: float | None = None
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class PluginProcess:
+    """A started plugin: its sandboxed process, wire session, stderr pump and exit status."""
+
+    process: RunningProcess
+    session: RpcSession
+    stderr: StderrPump
+    exited: anyio.Event = field(default_factory=anyio.Event)
+    started_at: float = field(default_factory=time.monotonic)
+    returncode: int | None = None
+
+    async def exited_within(self, seconds: float) -> bool:
+        with anyio.move_on_after(seconds):
+            await self.exited.wait()
+        return self.exited.is_set()
+
+    async def kill(self) -> None:
+        """SIGKILL the process group and wait, bounded, for the exit to be seen."""
+        with anyio.CancelScope(shield=True):
+            self.process.kill_group(signal.SIGKILL)
+            with anyio.move_on_after(EXIT_GRACE_S * 2):
+                await self.exited.wait()
+
+    async def stop(self) -> None:
+        """The shutdown ladder: `shutdown`, stdin EOF, SIGTERM, SIGKILL, each step bounded."""
+        with contextlib.suppress(PluginError), anyio.move_on_after(SHUTDOWN_REPLY_S):
+            await self.session.request(Method.SHUTDOWN, ShutdownParams(), timeout=SHUTDOWN_REPLY_S)
+        if await self.exited_within(EXIT_GRACE_S):
+            return
+        await self.session.aclose()  # stdin EOF: the SDK exits on it
+        if await self.exited_within(EXIT_GRACE_S):
+            return
+        self.process.kill_group(signal.SIGTERM)
+        if await self.exited_within(EXIT_GRACE_S):
+            return
+        self.process.kill_group(signal.SIGKILL)
+        await self.exited_within(EXIT_GRACE_S * 2)
+
+
+def launch_spec(m: Manifest, c: LaunchConfig) -> LaunchSpec:
+    """The sandbox's `LaunchSpec` for a plugin: `python -m sdk.serve <package>` with its limits."""
+    env = {
+        PLUGIN_COOKIE_ENV: PLUGIN_COOKIE_VALUE,
+        "PLUGBOX_PLUGIN_NAME": m.name,
+        "PLUGBOX_PACKAGE_VERSION": m.version,
+        "PLUGBOX_DATA_DIR": str(c.data_dir.resolve()),
+        "PYTHONPATH": ":".join(str(p.resolve()) for p in (m.directory, *c.pythonpath)),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        **({"PLUGBOX_COMPAT": "1"} if m.compat else {}),
+        **c.extra_env,
+    }
+    limits = m.limits
+    return LaunchSpec(
+        name=m.name,
+        argv=[str(c.python), "-m", "sdk.serve", m.package],
+        data_dir=c.data_dir,
+        plugin_dir=m.directory,
+        venv_dir=c.venv_dir,
+        read_only_paths=(*c.pythonpath, *c.read_only_paths),
+        env=env,
+        limits=SandboxLimits(
+            limits.memory_mb,
+            limits.cpu_seconds,
+            limits.open_files,
+            limits.file_size_mb,
+            limits.pids,
+        ),
+        permissions=SandboxPermissions(
+            network=m.permissions.network,
+            env_keys=m.permissions.env,
+            writable_paths=tuple(Path(p) for p in m.permissions.writable_paths),
+        ),
+    )
+
+
+async def handshake(proc: PluginProcess, manifest: Manifest) -> InitializeResult:
+    """`initialize` under the manifest's start-up deadline; a `HandshakeError` with the cause."""
+    deadline = manifest.limits.startup_timeout_s
+    params = InitializeParams(protocol_versions=list(SUPPORTED_PROTOCOL_VERSIONS))
+    try:
+        result: InitializeResult = await proc.session.request(
+            Method.INITIALIZE, params, result_type=InitializeResult, timeout=deadline
+        )
+    except PluginTimeout:
+        late = f"no handshake within {deadline:g} s"
+        raise _handshake_error(proc, manifest.name, late) from None
+    except ConnectionClosed:
+        with anyio.move_on_after(STDERR_DRAIN_S + EXIT_GRACE_S):
+            await proc.exited.wait()
+        exited = f"exited during the handshake ({describe_exit(proc.returncode)})"
+        raise _handshake_error(proc, manifest.name, exited) from None
+    except PluginError as exc:
+        refused = f"refused the handshake: {exc.message}"
+        raise _handshake_error(proc, manifest.name, refused) from None
+    if result.protocol_version not in SUPPORTED_PROTOCOL_VERSIONS:
+        raise _handshake_error(
+            proc,
+            manifest.name,
+            f"protocol version mismatch: plugin chose {result.protocol_version!r}, "
+            f"host speaks {list(SUPPORTED_PROTOCOL_VERSIONS)} (current {PROTOCOL_VERSION})",
+        )
+    return result
+
+
+def _handshake_error(proc: PluginProcess, plugin: str, what: str) -> HandshakeError:
+    tail = proc.stderr.tail_text()
+    return HandshakeError(
+        f"{what}" + (f"; stderr tail:\n{tail}" if tail else ""),
+        plugin=plugin,
+        method=Method.INITIALIZE,
+        data={"stderr_tail": tail},
+    )
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "did not exit"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def rss_bytes(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/statm", encoding="ascii") as stream:
+            return int(stream.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
