@@ -224,17 +224,20 @@ class Inbound:
         waiter = self._pending.pop(failure.id, None) if failure.id is not None else None
         if waiter is None:
             return False
-        self.parse_failures += 1
-        logger.warning("%s sent a bad frame: %s", self.name, failure.error.message)
+        self._count_bad_frame(failure)
         failure.error.plugin = self.name
         waiter.error = failure.error
         waiter.set()
         return True
 
     async def _parse_failed(self, failure: ParseFailure) -> None:
+        """A bad frame that answers nothing of ours: tell the peer (JSON-RPC's id-less error)."""
+        self._count_bad_frame(failure)
+        await self._reply_error(None, failure.error)
+
+    def _count_bad_frame(self, failure: ParseFailure) -> None:
         self.parse_failures += 1
         logger.warning("%s sent a bad frame: %s", self.name, failure.error.message)
-        await self._reply_error(None, failure.error)
 
     async def _notified(self, message: Notification) -> None:
         route = self._notifications.get(message.method)
