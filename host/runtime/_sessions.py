@@ -1,12 +1,12 @@
 """Live call layer: the contract's host-side objects — runtime context and runtime sessions.
 
 Contract: `create_runtime_sessions(context, plugins=...)` selects the plugins that have runtime
-support and at least one enabled node of their types in `context.workflow_graph` (plugins
-without one start no process), opens one plugin session per plugin per run (`runtime.open`, with
-a context redacted for that plugin), and returns `HostRuntimeSession`s with the contract's
+support and at least one enabled node of their types in `context.workflow_graph` (plugins without
+one start no process), opens one plugin session per plugin per run, concurrently (`runtime.open`,
+with a context redacted for that plugin), and returns `HostRuntimeSession`s with the contract's
 `attach(task)` and `async on_call_finished(*, gathered_context)`. All sessions of a run share one
-bridge, so one observer is registered however many plugins attach. It is async (the in-process
-call is sync) because opening a session crosses the process boundary.
+bridge, so one observer is registered however many plugins attach. It is async (the in-process call
+is sync) because opening a session crosses the process boundary.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
+
+import anyio
 
 from sdk.protocol import (
     ContextMessagesParams,
@@ -126,11 +128,16 @@ async def create_runtime_sessions(
     plugins.scrubber.add(credential_values(context.user_config or {}))
     wanted = _plugins_with_enabled_nodes(context.workflow_graph or {}, plugins)
     bridge = RunBridge(context.workflow_run_id)
-    sessions = []
-    for name in wanted:
-        session = await _open(name, context, bridge, plugins)
-        if session is not None:
-            sessions.append(session)
+    opened: dict[str, HostRuntimeSession | None] = {}
+
+    async def open_one(name: str) -> None:
+        opened[name] = await _open(name, context, bridge, plugins)
+
+    # Concurrently: a plugin that is not running yet starts here, and the call waits for this.
+    async with anyio.create_task_group() as group:
+        for name in wanted:
+            group.start_soon(open_one, name)
+    sessions = [session for name in wanted if (session := opened[name]) is not None]
     for session in sessions:
         if session.queue is not None:
             plugins.spawn(session.queue.pump)
@@ -152,27 +159,8 @@ def _plugins_with_enabled_nodes(graph: dict[str, Any], plugins: PluginHost) -> l
 async def _open(
     name: str, context: IntegrationRuntimeContext, bridge: RunBridge, plugins: PluginHost
 ) -> HostRuntimeSession | None:
-    registry = plugins.registry
-    info = registry.get_package(name)
-    own_types = info.type_names if info else []
-
-    def redact(value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is None:
-            return None
-        redacted: dict[str, Any] = redact_for_plugin(
-            value, own_types=own_types, sensitive=registry.sensitive_fields
-        )
-        return redacted
-
     session_id = f"{context.workflow_run_id}-{name}-{uuid.uuid4().hex[:8]}"
-    wire = RuntimeContextWire(
-        workflow_run_id=context.workflow_run_id,
-        workflow_run=redact(context.workflow_run),
-        workflow_graph=redact(context.workflow_graph),
-        run_definition=redact(context.run_definition),
-        user_config=_masked_user_config(context.user_config, redact),
-        is_realtime=context.is_realtime,
-    )
+    wire = _context_for(name, context, plugins)
     handle = plugins.get(name)
     handle.set_request_handler(
         Method.CONTEXT_MESSAGES, _answer_context_messages, params_type=ContextMessagesParams
@@ -202,6 +190,32 @@ async def _open(
     )
     bridge.add(queue)
     return HostRuntimeSession(name, bridge, queue, handle, scrubber=plugins.scrubber)
+
+
+def _context_for(
+    name: str, context: IntegrationRuntimeContext, plugins: PluginHost
+) -> RuntimeContextWire:
+    """The run's context as plugin `name` may see it: others' secrets and credentials masked."""
+    registry = plugins.registry
+    info = registry.get_package(name)
+    own_types = info.type_names if info else []
+
+    def redact(value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        redacted: dict[str, Any] = redact_for_plugin(
+            value, own_types=own_types, sensitive=registry.sensitive_fields
+        )
+        return redacted
+
+    return RuntimeContextWire(
+        workflow_run_id=context.workflow_run_id,
+        workflow_run=redact(context.workflow_run),
+        workflow_graph=redact(context.workflow_graph),
+        run_definition=redact(context.run_definition),
+        user_config=_masked_user_config(context.user_config, redact),
+        is_realtime=context.is_realtime,
+    )
 
 
 def _lost(handle: PluginHandle, generation: int) -> PluginError | None:
