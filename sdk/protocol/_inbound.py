@@ -4,9 +4,10 @@ Contract: the stream's listener is `_dispatch`, which never raises. Responses re
 at once (a handler waiting on the other side never deadlocks the reader). Each request runs in its
 own task, started at once unless notifications are queued ahead of it. Notifications run one at a
 time in arrival order; past `ORDERED_HIGH_WATER` queued, the stream stops reading so the peer's
-writes wait on the pipe. `$/cancel` cancels a running handler (or drops a queued request) and no
-reply is sent. Handler exceptions become error responses (the one `except Exception` of the wire);
-unknown methods and undecodable params are answered with their JSON-RPC codes.
+writes wait on the pipe (unless an answer to one of our requests is due on it). `$/cancel` cancels a
+running handler (or drops a queued request) and no reply is sent. Handler exceptions become error
+responses (the one `except Exception` of the wire); unknown methods and undecodable params are
+answered with their JSON-RPC codes.
 """
 
 from __future__ import annotations
@@ -162,9 +163,11 @@ class Inbound:
 
     def _enqueue(self, message: Message | ParseFailure | None) -> None:
         self._ordered.append(message)
-        if len(self._ordered) >= ORDERED_HIGH_WATER and not self._paused:
+        # Past the high-water mark the peer's writes wait on the pipe, unless we await an
+        # answer on that same pipe (a notification handler calling its peer): never deadlock.
+        if len(self._ordered) >= ORDERED_HIGH_WATER and not self._paused and not self._pending:
             self._paused = True
-            self._stream.pause_reading()  # the peer's writes now wait on the pipe
+            self._stream.pause_reading()
         wakeup = self._ordered_wakeup
         if wakeup is not None and not wakeup.done():
             wakeup.set_result(None)
@@ -190,9 +193,13 @@ class Inbound:
                     await self._parse_failed(message)
             finally:
                 self._ordered_busy = False
-            if self._paused and len(self._ordered) <= ORDERED_HIGH_WATER // 2:
-                self._paused = False
-                self._stream.resume_reading()
+            if len(self._ordered) <= ORDERED_HIGH_WATER // 2:
+                self._resume_reading()
+
+    def _resume_reading(self) -> None:
+        if self._paused:
+            self._paused = False
+            self._stream.resume_reading()
 
     def _start(self, request: Request) -> None:
         # A native task per request: anyio's start_soon costs ~19 us here, create_task ~2.4 us,

@@ -133,6 +133,7 @@ class RpcSession(Inbound):
                 method=method,
             )
         waiter = self._pending[request_id] = Pending()
+        self._resume_reading()  # its answer arrives on the pipe that backpressure may have paused
         try:
             try:
                 await self._stream.send(frame)

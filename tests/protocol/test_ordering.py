@@ -131,6 +131,28 @@ async def test_a_blocked_notification_handler_pauses_reading_then_resumes() -> N
     assert handled == list(range(ORDERED_HIGH_WATER + 10))
 
 
+async def test_a_handler_awaiting_its_peer_under_backpressure_still_gets_the_answer() -> None:
+    answers: list[Any] = []
+
+    async def echo(params: Any) -> Any:
+        return params
+
+    async def note(params: Any) -> None:
+        if params["n"] == 0:
+            while not right._paused and len(right._ordered) < ORDERED_HIGH_WATER + 5:
+                await anyio.lowlevel.checkpoint()  # let the queue fill behind this handler
+            answers.append(await right.request("echo", {"x": 1}))
+
+    async with peers() as (left, right):
+        left.on_request("echo", echo)
+        right.on_notification("events", note)
+        for n in range(ORDERED_HIGH_WATER + 20):
+            await left.notify("events", {"n": n})
+        while not answers:
+            await anyio.lowlevel.checkpoint()
+    assert answers == [{"x": 1}]
+
+
 @asynccontextmanager
 async def pipe_stream() -> AsyncIterator[tuple[PipeMessageStream, int]]:
     """A `PipeMessageStream` reading a real pipe; yields it and the pipe's write fd."""
