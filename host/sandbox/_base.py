@@ -3,9 +3,9 @@
 Contract: `LaunchSpec` says what to run and under which limits and permissions; a launch returns a
 `RunningProcess` with the pid, its stdin and stderr byte streams, its stdout as the wire
 (`open_wire()`: a message stream decoded as bytes arrive) or as raw bytes (`open_stdout()`),
-`wait()`, `kill_group(sig)` (the whole process
-group, grandchildren included), `cleanup()` and `diagnose(returncode, stderr_tail)`, which turns a
-death caused by a sandbox limit into a `LimitExceeded` naming the limit.
+`wait()`, `kill_group(sig)` (the whole process group, grandchildren included), `cleanup()` and
+`diagnose(returncode, stderr_tail)`, which turns a death caused by a sandbox limit into a
+`LimitExceeded` naming the limit.
 """
 
 from __future__ import annotations
