@@ -79,25 +79,16 @@ def text(kind: str) -> Extractor:
 def tools_started(frame: Any) -> Extracted:
     """One `tool.call_started` per function call the LLM asked for."""
     for call in frame.function_calls:
-        yield (
-            EventKind.TOOL_CALL_STARTED,
-            {
-                "tool_call_id": call.tool_call_id,
-                "function_name": call.function_name,
-                "arguments": jsonable(call.arguments),
-            },
-        )
+        yield _tool(EventKind.TOOL_CALL_STARTED, call, arguments=jsonable(call.arguments))
 
 
 def tool_result(frame: Any) -> Extracted:
-    yield (
-        EventKind.TOOL_CALL_RESULT,
-        {
-            "tool_call_id": frame.tool_call_id,
-            "function_name": frame.function_name,
-            "result": jsonable(frame.result),
-        },
-    )
+    yield _tool(EventKind.TOOL_CALL_RESULT, frame, result=jsonable(frame.result))
+
+
+def _tool(kind: str, call: Any, **payload: Any) -> tuple[str, Payload]:
+    """A tool event: the call's id and function name, plus the arguments or the result."""
+    return kind, {"tool_call_id": call.tool_call_id, "function_name": call.function_name, **payload}
 
 
 def error(frame: Any) -> Extracted:

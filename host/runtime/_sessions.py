@@ -11,10 +11,9 @@ is sync) because opening a session crosses the process boundary.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -47,7 +46,7 @@ DRAIN_TIMEOUT_S = 2.0  # sending a full queue to a healthy plugin takes well und
 FINISH_TIMEOUT_S = 10.0  # a snapshot is in-memory work; a plugin slower than this is broken
 
 Messages = list[dict[str, Any]]
-MessagesProvider = Callable[[], Messages | Awaitable[Messages]]
+MessagesProvider = Callable[[], Messages]  # the contract's `() -> list[dict]`
 _providers: dict[str, MessagesProvider] = {}  # open session id -> its run's provider
 
 
@@ -65,7 +64,7 @@ class IntegrationRuntimeContext:
     run_definition: dict[str, Any] | None = None
     user_config: dict[str, Any] | None = None
     is_realtime: bool = False
-    context_messages_provider: MessagesProvider = _no_messages  # sync or async
+    context_messages_provider: MessagesProvider = _no_messages
 
 
 @dataclass
@@ -243,6 +242,4 @@ async def _answer_context_messages(params: ContextMessagesParams) -> ContextMess
     provider = _providers.get(params.session_id)
     if provider is None:
         raise InvalidParams(f"no open live session {params.session_id!r}")
-    found = provider()
-    messages = await found if inspect.isawaitable(found) else found
-    return ContextMessagesResult(messages=[dict(message) for message in messages])
+    return ContextMessagesResult(messages=[dict(message) for message in provider()])

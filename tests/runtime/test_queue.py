@@ -35,6 +35,14 @@ class Recorder:
         return [event.seq for batch in self.batches for event in batch.events]
 
 
+async def pump_until_drained(queue: PluginQueue) -> None:
+    """Run the queue's pump, close the queue and wait until what it held was handed over."""
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            group.start_soon(queue.pump)
+            await queue.drain(5)
+
+
 def event(seq: int, kind: str = "llm.text") -> LiveEvent:
     return LiveEvent(kind, seq, float(seq), {"text": "t"})
 
@@ -44,10 +52,7 @@ async def test_a_burst_is_sent_in_order_in_full_batches_and_drained() -> None:
     queue = PluginQueue("p", "s", recorder.send)
     for seq in range(1, 1201):
         queue.offer(event(seq))
-    with anyio.fail_after(10):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(queue.pump)
-            await queue.drain(5)
+    await pump_until_drained(queue)
     assert recorder.seqs() == list(range(1, 1201))
     assert [len(b.events) for b in recorder.batches] == [BATCH_SIZE, BATCH_SIZE, 200]
     assert (queue.delivered, queue.dropped) == (1200, 0)
@@ -59,10 +64,7 @@ async def test_a_full_queue_drops_and_counts_and_reports_drops_on_the_wire() -> 
     for seq in range(1, 26):
         queue.offer(event(seq))
     assert queue.dropped == 15
-    with anyio.fail_after(10):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(queue.pump)
-            await queue.drain(5)
+    await pump_until_drained(queue)
     assert recorder.seqs() == list(range(1, 11))
     assert recorder.batches[0].dropped == 15  # the plugin learns it missed events
 
@@ -72,10 +74,7 @@ async def test_a_plugin_that_fails_loses_its_queue_and_stops_the_pump() -> None:
     queue = PluginQueue("p", "s", recorder.send)
     for seq in range(1, BATCH_SIZE + 51):
         queue.offer(event(seq))
-    with anyio.fail_after(10):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(queue.pump)
-            await queue.drain(5)
+    await pump_until_drained(queue)
     assert isinstance(queue.failure, PluginCrashed)
     assert (queue.delivered, queue.dropped) == (BATCH_SIZE, 50)
     queue.offer(event(10_000))
@@ -87,10 +86,7 @@ async def test_a_lost_process_is_never_sent_to() -> None:
     gone = PluginError("process restarted", plugin="p")
     queue = PluginQueue("p", "s", recorder.send, check=lambda: gone)
     queue.offer(event(1))
-    with anyio.fail_after(10):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(queue.pump)
-            await queue.drain(5)
+    await pump_until_drained(queue)
     assert recorder.batches == []
     assert queue.failure is gone
     assert queue.dropped == 1
