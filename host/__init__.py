@@ -2,7 +2,15 @@
 
 `PluginHost` is the entry point; `host.api.create_app` builds the HTTP API over it; `host.runtime`
 bridges a pipecat call to the plugins; `host.completion` runs post-call work.
+
+A platform's calls are also importable from here (loaded on first use, so `import host` stays
+light): `create_runtime_sessions` and `finish_call` during and at the end of a call,
+`run_integrations` (embedded) or `enqueue_run_integrations` (Redis) after it, `create_app` for the
+HTTP API, `SQLiteRunStore` for runs, `Settings` for the `PLUGBOX_*` environment.
 """
+
+from importlib import import_module
+from typing import Any
 
 from ._host import HostConfig as HostConfig
 from ._host import PluginHost as PluginHost
@@ -17,6 +25,25 @@ from ._supervisor import PluginHandle as PluginHandle
 from ._supervisor import ProcessState as ProcessState
 from .sandbox import SandboxPolicy as SandboxPolicy
 
+# Platform-facing names, imported on first access (pipecat bridge, FastAPI app, run store).
+_LAZY = {
+    "create_runtime_sessions": "host.runtime",
+    "finish_call": "host.runtime",
+    "run_integrations": "host.completion",
+    "enqueue_run_integrations": "host.completion",
+    "SQLiteRunStore": "host.completion",
+    "create_app": "host.api",
+    "Settings": "host._settings",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'host' has no attribute {name!r}")
+    return getattr(import_module(module), name)
+
+
 __all__ = [
     "DiscoveryError",
     "HostConfig",
@@ -28,6 +55,13 @@ __all__ = [
     "PluginLoadError",
     "ProcessState",
     "Registry",
+    "SQLiteRunStore",
     "SandboxPolicy",
+    "Settings",
     "UnknownPlugin",
+    "create_app",
+    "create_runtime_sessions",
+    "enqueue_run_integrations",
+    "finish_call",
+    "run_integrations",
 ]

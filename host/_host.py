@@ -20,6 +20,7 @@ import anyio.abc
 
 from sdk.protocol import PluginError
 
+from ._logs import PluginLogs
 from ._manifest import DiscoveryError, Manifest, discover
 from ._process import LaunchConfig
 from ._redaction import SecretScrubber
@@ -61,6 +62,8 @@ class PluginHost:
         self.venvs = VenvBuilder(data / "venvs", progress=progress)
         self.registry = Registry(self.manifests, self.get, data / "spec-cache", sdk_hash())
         self._handles: dict[str, PluginHandle] = {}
+        # Every plugin's recent log records, in memory and in <data>/logs (read by `plugbox logs`).
+        self.logs = PluginLogs(data / "logs")
         # Known secret values, masked out of logs, errors, metrics and stored results.
         self.scrubber = SecretScrubber()
         self._group: anyio.abc.TaskGroup | None = None
@@ -68,6 +71,7 @@ class PluginHost:
     async def __aenter__(self) -> PluginHost:
         self._group = anyio.create_task_group()
         await self._group.__aenter__()
+        self.logs.attach()
         return self
 
     async def __aexit__(
@@ -77,6 +81,7 @@ class PluginHost:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+        self.logs.close()
         assert self._group is not None
         self._group.cancel_scope.cancel()
         # The body's own exception is not handed to the group, so it propagates unwrapped.

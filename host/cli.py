@@ -1,6 +1,7 @@
 """CLI layer: the `plugbox` command (typer + rich).
 
-Commands: `serve`, `demo`, `plugins list|spec|check|install`, `new`, `doctor`, `worker`. Errors are
+Commands: `serve`, `demo`, `plugins list|spec|check|install`, `new`, `doctor`, `worker`, `logs`
+(`_cli_ops`). Options fall back to `PLUGBOX_*` environment variables (`_settings`). Errors are
 one readable line plus a hint; `--debug` shows tracebacks. Exit codes: 0 success, 1 a check or an
 operation failed, 2 usage error, 3 a plugin or sandbox error.
 """
@@ -8,7 +9,6 @@ operation failed, 2 usage error, 3 a plugin or sandbox error.
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -16,13 +16,18 @@ from typing import Annotated, Any, TypeVar
 
 import anyio
 import typer
+from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sdk.protocol import PluginError
 
+from . import _cli_ops
 from ._host import HostConfig, PluginHost
+from ._logs import configure_logging
 from ._scaffold import ScaffoldError, scaffold_plugin
+from ._settings import ENV, Settings
 from .sandbox import SandboxPolicy, doctor_report, layers_for
 
 T = TypeVar("T")
@@ -33,29 +38,58 @@ app = typer.Typer(
 )
 plugins_app = typer.Typer(help="Inspect, check and install plugins.", no_args_is_help=True)
 app.add_typer(plugins_app, name="plugins")
+app.command("logs")(_cli_ops.logs)
 console = Console()
 _state: dict[str, bool] = {"debug": False}
 
+# Each option falls back to its PLUGBOX_* variable (host/_settings.py), then to the default.
 PluginsRoot = Annotated[
-    Path, typer.Option("--plugins", help="Directory holding one folder per plugin.")
+    Path,
+    typer.Option(
+        "--plugins", envvar=ENV["plugins"], help="Directory holding one folder per plugin."
+    ),
 ]
 DataDir = Annotated[
-    Path, typer.Option("--data-dir", help="Venvs, spec cache, run store, plugin data.")
+    Path,
+    typer.Option(
+        "--data-dir", envvar=ENV["data_dir"], help="Venvs, spec cache, run store, plugin data."
+    ),
 ]
 Policy = Annotated[
-    SandboxPolicy, typer.Option("--policy", help="Sandbox policy: strict, standard or off.")
+    SandboxPolicy,
+    typer.Option("--policy", envvar=ENV["policy"], help="Sandbox policy: strict, standard or off."),
 ]
 
 
 @app.callback()
 def main_options(
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks; log at DEBUG.")] = False,
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            "--log-level",
+            envvar=ENV["log_level"],
+            help="DEBUG, INFO, WARNING or ERROR (default INFO).",
+            show_default=False,
+        ),
+    ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            "--log-format", envvar=ENV["log_format"], help="text (default) or json, for shipping."
+        ),
+    ] = None,
 ) -> None:
     _state["debug"] = debug
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    given = {"log_level": log_level, "log_format": log_format}
+    try:
+        settings = Settings.model_validate({k: v for k, v in given.items() if v})
+    except ValidationError as exc:
+        problems = "; ".join(f"{ENV[str(e['loc'][0])]}: {e['msg']}" for e in exc.errors())
+        console.print(f"[red]error:[/red] {escape(problems)}")
+        raise typer.Exit(EXIT_USAGE) from None
+    level = "DEBUG" if debug else settings.log_level
+    configure_logging(level, settings.log_format)
 
 
 def _run(work: Callable[[], Awaitable[T]], *, hint: str = "") -> T:
@@ -65,9 +99,9 @@ def _run(work: Callable[[], Awaitable[T]], *, hint: str = "") -> T:
     except (PluginError, ScaffoldError, OSError, KeyError, ValueError) as exc:
         if _state["debug"]:
             raise
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         if hint:
-            console.print(f"[dim]hint: {hint}[/dim]")
+            console.print(f"[dim]hint: {escape(hint)}[/dim]")
         raise typer.Exit(EXIT_PLUGIN if isinstance(exc, PluginError) else EXIT_FAILED) from None
 
 
@@ -82,7 +116,7 @@ def serve(
     plugins: PluginsRoot = Path("plugins"),
     data_dir: DataDir = Path(".plugbox"),
     policy: Policy = SandboxPolicy.standard,
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8700,
+    port: Annotated[int, typer.Option(envvar=ENV["port"], help="Port on 127.0.0.1.")] = 8700,
 ) -> None:
     """Serve the HTTP API on 127.0.0.1."""
     import uvicorn
@@ -138,25 +172,25 @@ def list_plugins(
                 table.add_column(column)
             for name, manifest in host.manifests.items():
                 info = host.registry.get_package(name)
-                types = ", ".join(info.type_names) if info else "[red]spec failed[/red]"
+                types = escape(", ".join(info.type_names)) if info else "[red]spec failed[/red]"
                 venv = host.venvs.root / host.venvs.key_for(manifest)
                 policy = SandboxPolicy(manifest.sandbox_policy or host.config.sandbox_policy)
                 try:
                     layers = ", ".join(layers_for(policy, name=name)) or "none (policy off)"
                 except PluginError as refused:
-                    layers = f"[red]refused: {refused.message}[/red]"
+                    layers = f"[red]refused: {escape(refused.message)}[/red]"
                 table.add_row(
-                    name,
-                    manifest.version,
+                    escape(name),
+                    escape(manifest.version),
                     types,
-                    manifest.completion.phase,
+                    escape(manifest.completion.phase),
                     host.get(name).state.value,
                     layers,
-                    str(venv),
+                    escape(str(venv)),
                 )
             console.print(table)
             for error in [*host.discovery_errors, *host.registry.errors]:
-                console.print(f"[red]broken:[/red] {error}")
+                console.print(f"[red]broken:[/red] {escape(str(error))}")
 
     _run(work)
 
@@ -199,7 +233,7 @@ def check(path: Path, data_dir: DataDir = Path(".plugbox")) -> None:
                 colour = {"passed": "green", "failed": "red", "skipped": "yellow"}[
                     expectation.status
                 ]
-                line = f"{expectation.name}: {expectation.message}"
+                line = escape(f"{expectation.name}: {expectation.message}")
                 console.print(f"[{colour}]{expectation.status:>7}[/{colour}]  {line}")
             return report.ok
 
@@ -213,10 +247,11 @@ def install(plugins: PluginsRoot = Path("plugins"), data_dir: DataDir = Path(".p
 
     async def work() -> None:
         async with PluginHost(
-            _config(plugins, data_dir), progress=lambda m: console.print(f"  {m}")
+            _config(plugins, data_dir), progress=lambda m: console.print(escape(f"  {m}"))
         ) as host:
             for name, venv in (await host.install()).items():
-                console.print(f"{name}: {venv.path} ({'built' if venv.built else 'reused'})")
+                state = "built" if venv.built else "reused"
+                console.print(escape(f"{name}: {venv.path} ({state})"))
 
     _run(work, hint="the installer's output is in the error above")
 
@@ -230,9 +265,9 @@ def new(
     try:
         target = scaffold_plugin(name, directory)
     except ScaffoldError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(EXIT_USAGE) from None
-    console.print(f"created {target}; next: plugbox plugins check {target}")
+    console.print(escape(f"created {target}; next: plugbox plugins check {target}"))
 
 
 @app.command()
@@ -249,23 +284,31 @@ def doctor(plugins: PluginsRoot = Path("plugins"), policy: Policy = SandboxPolic
         layers.add_column(column)
     for layer in report.layers:
         layers.add_row(
-            layer.name, "yes" if layer.available else "[red]no[/red]", layer.detail, layer.hint
+            layer.name,
+            "yes" if layer.available else "[red]no[/red]",
+            escape(layer.detail),
+            escape(layer.hint),
         )
     console.print(layers)
     verdicts = Table(title=f"Plugins under policy {policy.value!r}")
     for column in ("plugin", "policy", "layers", "verdict"):
         verdicts.add_column(column)
     for verdict in report.plugins:
-        state = f"[red]refused: {verdict.refused}[/red]" if verdict.refused else "runs"
+        state = f"[red]refused: {escape(verdict.refused)}[/red]" if verdict.refused else "runs"
         verdicts.add_row(
-            verdict.plugin, verdict.policy.value, ", ".join(verdict.layers) or "none", state
+            escape(verdict.plugin), verdict.policy.value, ", ".join(verdict.layers) or "none", state
         )
     console.print(verdicts)
 
 
 @app.command()
 def worker(
-    redis: Annotated[str, typer.Option("--redis", help="Redis URL, e.g. redis://127.0.0.1:6379/0")],
+    redis: Annotated[
+        str,
+        typer.Option(
+            "--redis", envvar=ENV["redis_url"], help="Redis URL, e.g. redis://127.0.0.1:6379/0"
+        ),
+    ],
     plugins: PluginsRoot = Path("plugins"),
     data_dir: DataDir = Path(".plugbox"),
 ) -> None:

@@ -2,7 +2,8 @@
 
 `SQLiteRunStore` is the embedded run store; `run_integrations(run_id, plugins=..., store=...)`
 runs the contract's phases; `EmbeddedWorker` runs queued jobs in-process; `host.completion._arq`
-runs the same job on Redis for scale-out (imported only by `plugbox worker`).
+runs the same job on Redis for scale-out (imported only by `plugbox worker`), and a platform queues
+a run there with `enqueue_run_integrations(run_id, redis_url=...)`.
 """
 
 from ._jobs import EmbeddedWorker as EmbeddedWorker
@@ -13,6 +14,7 @@ from ._orchestrator import PluginOutcome as PluginOutcome
 from ._orchestrator import idempotency_key as idempotency_key
 from ._orchestrator import is_enabled as is_enabled
 from ._orchestrator import run_integrations as run_integrations
+from ._remote import enqueue_run_integrations as enqueue_run_integrations
 from ._results import ResultError as ResultError
 from ._results import check_result as check_result
 from ._results import error_entry as error_entry
@@ -35,6 +37,7 @@ __all__ = [
     "WorkflowRun",
     "check_result",
     "enqueue",
+    "enqueue_run_integrations",
     "error_entry",
     "idempotency_key",
     "is_enabled",

@@ -1,0 +1,95 @@
+"""Plugin logs: its own logger name, level and traceback reach the console, memory and disk."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from host._logs import TextFormatter, configure_logging
+from sdk.protocol import Method
+
+from ._helpers import REPO, RecordWaiter, chatty_params, ops_host, plugbox, readline_within
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_a_plugins_log_exception_keeps_its_logger_and_traceback(tmp_path: Path) -> None:
+    logger = "plugbox.plugins.chatty"
+    waiter = RecordWaiter(lambda r: "exc" in getattr(r, "plugin_fields", {})).attach(logger)
+    async with ops_host(tmp_path / "data") as plugins:
+        await plugins.get("chatty").call(Method.COMPLETION_RUN, chatty_params("log"))
+        await waiter.wait(logger)
+        records = plugins.logs.recent("chatty")
+    info = next(r for r in records if r["msg"] == "delivering node n0")
+    assert info["level"] == "INFO"
+    assert info["plugin_logger"] == "chatty.delivery"
+    assert any(r["msg"] == "plain print from chatty" for r in records)
+    failure = next(r for r in records if "traceback" in r)
+    assert failure["level"] == "ERROR"
+    assert failure["plugin_logger"] == "chatty.delivery"
+    assert "in _parse_phone" in failure["traceback"]
+    assert "ValueError" in failure["traceback"]
+    assert plugins.logs.errors("chatty") == [failure]
+    stored = (tmp_path / "data" / "logs" / "chatty.log").read_text().splitlines()
+    assert failure in [json.loads(line) for line in stored]
+
+
+def test_the_text_console_prints_the_plugin_logger_and_the_traceback() -> None:
+    record = logging.makeLogRecord(
+        {
+            "name": "plugbox.plugins.chatty",
+            "levelno": logging.ERROR,
+            "levelname": "ERROR",
+            "msg": "could not parse",
+            "plugin_fields": {"logger": "chatty.delivery", "exc": "Traceback ...\nValueError: x"},
+        }
+    )
+    text = TextFormatter().format(record)
+    assert text.startswith("ERROR plugbox.plugins.chatty (chatty.delivery): could not parse")
+    assert text.endswith("ValueError: x")
+
+
+def test_configure_logging_refuses_an_unknown_level() -> None:
+    with pytest.raises(ValueError, match="unknown log level"):
+        configure_logging("LOUD")
+
+
+def test_logs_command_shows_the_traceback_and_follows_new_lines(tmp_path: Path) -> None:
+    logs = tmp_path / ".plugbox" / "logs"
+    logs.mkdir(parents=True)
+    first = {"ts": 1.0, "level": "ERROR", "logger": "plugbox.plugins.chatty", "msg": "[/x] bad"}
+    first |= {"plugin_logger": "chatty.delivery", "traceback": "Traceback\nValueError: [phone]"}
+    (logs / "chatty.log").write_text(json.dumps(first) + "\n")
+    shown = plugbox("logs", "chatty", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "ERROR chatty.delivery: [/x] bad" in shown.stdout
+    assert "ValueError: [phone]" in shown.stdout
+    missing = plugbox("logs", "nobody", cwd=tmp_path)
+    assert missing.returncode == 1
+    assert "no logs for 'nobody'" in missing.stderr
+
+    env = {"PYTHONPATH": str(REPO), "PLUGBOX_DATA_DIR": str(tmp_path / ".plugbox")}
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "host.cli", "logs", "chatty", "-f", "--json", "-n", "1"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert json.loads(readline_within(follower, 30))["msg"] == "[/x] bad"
+        later = {**first, "msg": "a later line"}
+        with (logs / "chatty.log").open("a") as stream:
+            stream.write(json.dumps(later) + "\n")
+        assert json.loads(readline_within(follower, 10))["msg"] == "a later line"
+    finally:
+        follower.send_signal(signal.SIGINT)
+        code = follower.wait(timeout=10)
+        assert follower.stdout is not None
+        follower.stdout.close()
+    assert code == 0
