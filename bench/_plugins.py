@@ -62,9 +62,6 @@ MANIFEST = """name = "{name}"
 version = "0.0.1"
 package = "{name}"
 
-[permissions]
-env = ["BENCH_CRASH_PCT"]
-
 [completion]
 max_attempts = 3
 backoff_s = 0.01

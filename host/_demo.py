@@ -16,7 +16,7 @@ import hmac
 import socket
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anyio
@@ -26,7 +26,10 @@ from fastapi import FastAPI, Request
 from rich.console import Console
 from rich.table import Table
 
+from ._cli_grants import approve_requested
+from ._grants import Grants
 from ._host import HostConfig, PluginHost
+from ._manifest import discover
 from .api import create_app
 from .completion import EmbeddedWorker, SQLiteRunStore
 from .runtime import LIVE_KEY, IntegrationRuntimeContext, create_runtime_sessions, finish_call
@@ -98,6 +101,18 @@ def demo_definition(receiver_url: str) -> dict[str, Any]:
     }
 
 
+def demo_grants(config: HostConfig) -> Grants:
+    """The demo is the operator of the plugins it runs: it approves what each requests.
+
+    Exactly what `plugbox plugins install --yes` would record, kept in memory (the operator's
+    grants file is read, never written): a fresh clone runs the demo with no manual step.
+    """
+    grants = config.load_grants()
+    for manifest in discover(config.plugins_root).manifests.values():
+        grants = approve_requested(manifest, grants, config.sandbox_policy)
+    return grants
+
+
 def _node(node_id: str, type_name: str, **data: Any) -> dict[str, Any]:
     return {"id": node_id, "type": type_name, "data": {"name": node_id, **data}}
 
@@ -129,6 +144,7 @@ async def run_demo(
     async with anyio.create_task_group() as group:
         receiver_server = _Server(receiver.app())
         group.start_soon(receiver_server.serve)
+        config = replace(config, grants=demo_grants(config))
         store_path = config.data_dir / "runs.sqlite3"
         async with (
             PluginHost(config, progress=lambda m: console.print(f"  [dim]{m}[/dim]")) as plugins,

@@ -20,6 +20,7 @@ import anyio.abc
 
 from sdk.protocol import PluginError
 
+from ._grants import GRANTS_FILE, Effective, Grants, load_grants, resolve
 from ._logs import PluginLogs
 from ._manifest import DiscoveryError, Manifest, discover
 from ._process import LaunchConfig
@@ -27,7 +28,7 @@ from ._redaction import SecretScrubber
 from ._registry import Registry
 from ._supervisor import PluginHandle
 from ._venv import Progress, VenvBuilder, VenvInfo, sdk_hash, sdk_source_dir
-from .sandbox import SandboxPolicy
+from .sandbox import SandboxPermissions, SandboxPolicy
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,14 @@ class HostConfig:
     idle_timeout_s: float | None = 300.0  # an unused plugin process is stopped after this
     use_venvs: bool = True  # False: run plugins on the host interpreter (development only)
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    # The operator's grants: this object, else the file (default: `<data_dir>/grants.toml`).
+    grants: Grants | None = None
+    grants_file: Path | None = None
+
+    def load_grants(self) -> Grants:
+        if self.grants is not None:
+            return self.grants
+        return load_grants(self.grants_file or self.data_dir / GRANTS_FILE)
 
 
 class UnknownPlugin(PluginError):
@@ -59,6 +68,7 @@ class PluginHost:
         self.manifests: dict[str, Manifest] = found.manifests
         self.discovery_errors: list[DiscoveryError] = found.errors
         data = self.config.data_dir
+        self.grants = self.config.load_grants()
         self.venvs = VenvBuilder(data / "venvs", progress=progress)
         self.registry = Registry(self.manifests, self.get, data / "spec-cache", sdk_hash())
         self._handles: dict[str, PluginHandle] = {}
@@ -118,14 +128,24 @@ class PluginHost:
     def handles(self) -> dict[str, PluginHandle]:
         return dict(self._handles)
 
+    def effective(self, manifest: Manifest) -> Effective:
+        """What `manifest` runs with under the operator's grants; `NotGranted` names excess."""
+        return resolve(manifest, self.grants, self.config.sandbox_policy)
+
     async def _launch_config(self, manifest: Manifest) -> LaunchConfig:
         data_dir = self.config.data_dir / "plugins" / manifest.name / "data"
-        policy = SandboxPolicy(manifest.sandbox_policy or self.config.sandbox_policy)
+        granted = self.effective(manifest)
         common = {
             "data_dir": data_dir.resolve(),
-            "sandbox_policy": policy,
+            "sandbox_policy": granted.policy,
             "idle_timeout_s": self.config.idle_timeout_s,
             "extra_env": self.config.extra_env,
+            "limits": granted.limits,
+            "permissions": SandboxPermissions(
+                network=granted.network is True,
+                env_keys=granted.env,
+                writable_paths=tuple(Path(p) for p in granted.writable_paths),
+            ),
         }
         if not self.config.use_venvs:
             return LaunchConfig(

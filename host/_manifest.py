@@ -15,13 +15,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 MANIFEST_FILE = "plugin.toml"
 Phase = Literal["qa", "integration", "webhook"]
 PHASE_ORDER: tuple[Phase, ...] = ("qa", "integration", "webhook")
 SandboxPolicyName = Literal["strict", "standard", "off"]
 _IDENTIFIER = r"^[a-z][a-z0-9_]{0,63}$"
+# A host name or address, optionally with one leading `*.` label wildcard, then `:port`.
+_DESTINATION = re.compile(r"^(\*\.)?([A-Za-z0-9-]+\.)*[A-Za-z0-9-]+:([0-9]{1,5})$")
+_IPV6_DESTINATION = re.compile(r"^\[([0-9A-Fa-f:.]+)\]:([0-9]{1,5})$")
+
+
+def parse_destination(text: str) -> tuple[str, int]:
+    """`host:port`, `*.domain:port` or `[v6]:port` as (host pattern, port); ValueError otherwise."""
+    match = _IPV6_DESTINATION.match(text)
+    if match:
+        host, port = match.group(1), int(match.group(2))
+    elif _DESTINATION.match(text):
+        host, _, port_text = text.rpartition(":")
+        port = int(port_text)
+    else:
+        raise ValueError(f"network destination {text!r} is not host:port or *.domain:port")
+    if not 0 < port < 65536:
+        raise ValueError(f"network destination {text!r}: port out of range")
+    return host.lower(), port
 
 
 class _Strict(BaseModel):
@@ -29,9 +47,23 @@ class _Strict(BaseModel):
 
 
 class Permissions(_Strict):
-    network: bool = False  # outbound network; loopback included
-    env: tuple[str, ...] = ()  # host environment keys passed through to the plugin
-    writable_paths: tuple[str, ...] = ()  # extra writable paths besides the data directory
+    """What the plugin *requests*; the operator's grants (`_grants`) decide what it gets."""
+
+    # `true`: all outbound network (an operator-only grant); a list: egress destinations
+    # ("host:port", "*.domain:port") reached through the host's egress proxy.
+    network: bool | tuple[str, ...] = False
+    env: tuple[str, ...] = ()  # host environment keys the plugin asks to see
+    # Sub-directories of the plugin's data directory (relative; never absolute or `..`: such a
+    # request is reported as one the operator cannot grant, not silently dropped).
+    writable_paths: tuple[str, ...] = ()
+
+    @field_validator("network")
+    @classmethod
+    def _destinations(cls, value: bool | tuple[str, ...]) -> bool | tuple[str, ...]:
+        if not isinstance(value, bool):
+            for destination in value:
+                parse_destination(destination)
+        return value
 
 
 class Limits(_Strict):
@@ -58,9 +90,10 @@ class Manifest(_Strict):
     version: str = "0.0.0"
     package: str = Field(pattern=_IDENTIFIER)
     requirements: tuple[str, ...] = ()
-    python: str | None = None  # an interpreter path; default: the host's base interpreter
+    python: str | None = None  # an interpreter path the operator allowed; default: the host's
     compat: bool = False  # alias the in-process framework's import paths inside the plugin
-    sandbox_policy: SandboxPolicyName | None = None  # overrides the host's policy
+    # A floor: a stricter policy than the operator's is used; a looser one is only a request.
+    sandbox_policy: SandboxPolicyName | None = None
     permissions: Permissions = Permissions()
     limits: Limits = Limits()
     completion: CompletionPolicy = CompletionPolicy()

@@ -15,7 +15,7 @@ import os
 import signal
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import anyio
@@ -36,7 +36,7 @@ from sdk.protocol import (
     ShutdownParams,
 )
 
-from ._manifest import Manifest
+from ._manifest import Limits, Manifest
 from ._stderr import StderrPump
 from .sandbox import LaunchSpec, RunningProcess, SandboxLimits, SandboxPermissions, SandboxPolicy
 
@@ -57,6 +57,9 @@ class LaunchConfig:
     sandbox_policy: SandboxPolicy = SandboxPolicy.standard
     idle_timeout_s: float | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    # What the operator granted (host/_grants.py); writable paths are relative to `data_dir`.
+    permissions: SandboxPermissions = field(default_factory=SandboxPermissions)
+    limits: Limits | None = None  # None: the manifest's own (only when no grants apply)
 
 
 @dataclass
@@ -111,7 +114,10 @@ def launch_spec(m: Manifest, c: LaunchConfig) -> LaunchSpec:
         **({"PLUGBOX_COMPAT": "1"} if m.compat else {}),
         **c.extra_env,
     }
-    limits = m.limits
+    limits = c.limits or m.limits
+    writable = tuple(c.data_dir / p for p in c.permissions.writable_paths)
+    for path in writable:
+        path.mkdir(parents=True, exist_ok=True)
     return LaunchSpec(
         name=m.name,
         argv=[str(c.python), "-m", "sdk.serve", m.package],
@@ -127,11 +133,7 @@ def launch_spec(m: Manifest, c: LaunchConfig) -> LaunchSpec:
             limits.file_size_mb,
             limits.pids,
         ),
-        permissions=SandboxPermissions(
-            network=m.permissions.network,
-            env_keys=m.permissions.env,
-            writable_paths=tuple(Path(p) for p in m.permissions.writable_paths),
-        ),
+        permissions=replace(c.permissions, writable_paths=writable),
     )
 
 

@@ -26,6 +26,7 @@ from sdk.protocol import PluginError
 from . import _cli_ops
 from ._host import HostConfig, PluginHost
 from ._logs import configure_logging
+from ._manifest import discover
 from ._scaffold import ScaffoldError, scaffold_plugin
 from ._settings import ENV, Settings
 from .sandbox import SandboxPolicy, doctor_report, layers_for
@@ -58,6 +59,14 @@ DataDir = Annotated[
 Policy = Annotated[
     SandboxPolicy,
     typer.Option("--policy", envvar=ENV["policy"], help="Sandbox policy: strict, standard or off."),
+]
+GrantsFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--grants",
+        envvar=ENV["grants"],
+        help="The operator's grants file (default: DATA_DIR/grants.toml).",
+    ),
 ]
 
 
@@ -106,9 +115,14 @@ def _run(work: Callable[[], Awaitable[T]], *, hint: str = "") -> T:
 
 
 def _config(
-    plugins: Path, data_dir: Path, policy: SandboxPolicy = SandboxPolicy.standard
+    plugins: Path,
+    data_dir: Path,
+    policy: SandboxPolicy = SandboxPolicy.standard,
+    grants: Path | None = None,
 ) -> HostConfig:
-    return HostConfig(plugins_root=plugins, data_dir=data_dir, sandbox_policy=policy)
+    return HostConfig(
+        plugins_root=plugins, data_dir=data_dir, sandbox_policy=policy, grants_file=grants
+    )
 
 
 @app.command()
@@ -116,6 +130,7 @@ def serve(
     plugins: PluginsRoot = Path("plugins"),
     data_dir: DataDir = Path(".plugbox"),
     policy: Policy = SandboxPolicy.standard,
+    grants: GrantsFile = None,
     port: Annotated[int, typer.Option(envvar=ENV["port"], help="Port on 127.0.0.1.")] = 8700,
 ) -> None:
     """Serve the HTTP API on 127.0.0.1."""
@@ -126,7 +141,7 @@ def serve(
 
     async def work() -> None:
         async with (
-            PluginHost(_config(plugins, data_dir, policy)) as host,
+            PluginHost(_config(plugins, data_dir, policy, grants)) as host,
             SQLiteRunStore(data_dir / "runs.sqlite3") as store,
         ):
             app = create_app(host, store)
@@ -146,26 +161,29 @@ def demo(
         bool, typer.Option("--serve", help="Keep serving the API afterwards.")
     ] = False,
     port: Annotated[int, typer.Option(help="API port on 127.0.0.1 (0: any free port).")] = 0,
+    grants: GrantsFile = None,
 ) -> None:
     """Run one scripted call through every bundled plugin and print what happened."""
     from ._demo import run_demo
 
     async def work() -> dict[str, Any]:
-        return await run_demo(
-            _config(plugins, data_dir, policy), console=console, serve=serve_api, port=port
-        )
+        config = _config(plugins, data_dir, policy, grants)
+        return await run_demo(config, console=console, serve=serve_api, port=port)
 
     _run(work, hint="run `plugbox doctor` to see which sandbox layers work here")
 
 
 @plugins_app.command("list")
 def list_plugins(
-    plugins: PluginsRoot = Path("plugins"), data_dir: DataDir = Path(".plugbox")
+    plugins: PluginsRoot = Path("plugins"),
+    data_dir: DataDir = Path(".plugbox"),
+    policy: Policy = SandboxPolicy.standard,
+    grants: GrantsFile = None,
 ) -> None:
     """Name, version, node types, state, sandbox layers and venv of every plugin."""
 
     async def work() -> None:
-        async with PluginHost(_config(plugins, data_dir)) as host:
+        async with PluginHost(_config(plugins, data_dir, policy, grants)) as host:
             await host.registry.refresh()
             table = Table()
             for column in ("name", "version", "node types", "phase", "state", "sandbox", "venv"):
@@ -174,9 +192,9 @@ def list_plugins(
                 info = host.registry.get_package(name)
                 types = escape(", ".join(info.type_names)) if info else "[red]spec failed[/red]"
                 venv = host.venvs.root / host.venvs.key_for(manifest)
-                policy = SandboxPolicy(manifest.sandbox_policy or host.config.sandbox_policy)
                 try:
-                    layers = ", ".join(layers_for(policy, name=name)) or "none (policy off)"
+                    granted = host.effective(manifest).policy
+                    layers = ", ".join(layers_for(granted, name=name)) or "none (policy off)"
                 except PluginError as refused:
                     layers = f"[red]refused: {escape(refused.message)}[/red]"
                 table.add_row(
@@ -242,18 +260,114 @@ def check(path: Path, data_dir: DataDir = Path(".plugbox")) -> None:
 
 
 @plugins_app.command("install")
-def install(plugins: PluginsRoot = Path("plugins"), data_dir: DataDir = Path(".plugbox")) -> None:
-    """Build (or reuse) every plugin's venv, with progress."""
+def install(
+    path: Annotated[
+        Path | None, typer.Argument(help="One plugin folder (default: every plugin).")
+    ] = None,
+    plugins: PluginsRoot = Path("plugins"),
+    data_dir: DataDir = Path(".plugbox"),
+    policy: Policy = SandboxPolicy.standard,
+    grants: GrantsFile = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Approve without asking.")] = False,
+) -> None:
+    """Show what each plugin requests vs what is granted, record approval, build its venv."""
+    from ._cli_grants import approve_requested, decisions_table
+    from ._grants import GRANTS_FILE, load_grants, review, save_grants
+
+    root = path.resolve().parent if path else plugins
+    grants_path = grants or data_dir / GRANTS_FILE
+    config = _config(root, data_dir, policy, grants_path)
+    found = discover(root)
+    chosen = [m for m in found.manifests.values() if path is None or m.directory == path.resolve()]
+    if path is not None and not chosen:
+        problems = [str(e) for e in found.errors if e.path.parent == path.resolve()]
+        console.print(
+            f"[red]error:[/red] {escape(str(path))} is not a valid plugin: "
+            f"{escape('; '.join(problems) or 'no plugin.toml')}"
+        )
+        raise typer.Exit(EXIT_FAILED)
+    current = load_grants(grants_path)
+    refused: list[str] = []
+    for manifest in chosen:
+        decisions = review(manifest, current, policy)
+        console.print(decisions_table(manifest, decisions))
+        if any(d.status == "excess" for d in decisions):
+            if yes or typer.confirm(f"Grant {manifest.name} what it requests?", default=False):
+                current = approve_requested(manifest, current, policy)
+                save_grants(current, grants_path)
+                console.print(decisions_table(manifest, review(manifest, current, policy)))
+                console.print(f"recorded in {grants_path}")
+            else:
+                refused.append(manifest.name)
+                console.print(f"[yellow]{escape(manifest.name)} not approved: it will not start")
 
     async def work() -> None:
-        async with PluginHost(
-            _config(plugins, data_dir), progress=lambda m: console.print(escape(f"  {m}"))
-        ) as host:
-            for name, venv in (await host.install()).items():
+        async with PluginHost(config, progress=lambda m: console.print(f"  {escape(m)}")) as host:
+            for manifest in chosen:
+                venv = await host.venvs.ensure(manifest)
                 state = "built" if venv.built else "reused"
-                console.print(escape(f"{name}: {venv.path} ({state})"))
+                console.print(f"{escape(manifest.name)}: {venv.path} ({state})")
 
     _run(work, hint="the installer's output is in the error above")
+    if refused:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@plugins_app.command("grant")
+def grant(
+    name: str,
+    env: Annotated[list[str] | None, typer.Option("--env", help="Grant an env key.")] = None,
+    network: Annotated[
+        list[str] | None,
+        typer.Option("--network", help="Grant a destination host:port (`all`: all network)."),
+    ] = None,
+    writable: Annotated[
+        list[str] | None, typer.Option("--writable", help="Grant a data-dir sub-path.")
+    ] = None,
+    limit: Annotated[
+        list[str] | None, typer.Option("--limit", help="Raise a cap: NAME=INT.")
+    ] = None,
+    decline: Annotated[
+        list[str] | None, typer.Option("--decline", help="Decline a request by label.")
+    ] = None,
+    revoke: Annotated[
+        list[str] | None, typer.Option("--revoke", help="Remove a grant by label.")
+    ] = None,
+    plugin_policy: Annotated[
+        SandboxPolicy | None,
+        typer.Option("--plugin-policy", help="The operator's policy for this plugin."),
+    ] = None,
+    plugins: PluginsRoot = Path("plugins"),
+    data_dir: DataDir = Path(".plugbox"),
+    policy: Policy = SandboxPolicy.standard,
+    grants: GrantsFile = None,
+) -> None:
+    """Change what the operator grants plugin NAME, then show requested vs granted."""
+    from ._cli_grants import decisions_table, edit_grant
+    from ._grants import GRANTS_FILE, load_grants, review, save_grants
+
+    grants_path = grants or data_dir / GRANTS_FILE
+    try:
+        current = load_grants(grants_path)
+        updated = edit_grant(
+            current.for_plugin(name),
+            env=env or (),
+            network=network or (),
+            writable=writable or (),
+            limits=limit or (),
+            decline=decline or (),
+            revoke=revoke or (),
+            policy=plugin_policy.value if plugin_policy else None,
+        )
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(EXIT_USAGE) from None
+    current = current.with_plugin(name, updated)
+    save_grants(current, grants_path)
+    manifest = discover(plugins).manifests.get(name)
+    if manifest is not None:
+        console.print(decisions_table(manifest, review(manifest, current, policy)))
+    console.print(f"recorded in {grants_path}")
 
 
 @app.command()
@@ -271,13 +385,22 @@ def new(
 
 
 @app.command()
-def doctor(plugins: PluginsRoot = Path("plugins"), policy: Policy = SandboxPolicy.standard) -> None:
+def doctor(
+    plugins: PluginsRoot = Path("plugins"),
+    data_dir: DataDir = Path(".plugbox"),
+    policy: Policy = SandboxPolicy.standard,
+    grants: GrantsFile = None,
+) -> None:
     """Which sandbox layers work on this machine (tried, not assumed), and each plugin's verdict."""
-    from ._manifest import discover
+    from ._grants import effective_policy
 
     found = discover(plugins)
+    operator = _config(plugins, data_dir, policy, grants).load_grants()
     report = doctor_report(
-        [(name, SandboxPolicy(m.sandbox_policy or policy)) for name, m in found.manifests.items()]
+        [
+            (name, effective_policy(m, operator.for_plugin(name), policy))
+            for name, m in found.manifests.items()
+        ]
     )
     layers = Table(title="Sandbox layers")
     for column in ("layer", "works here", "detail", "how to get it"):
@@ -311,6 +434,8 @@ def worker(
     ],
     plugins: PluginsRoot = Path("plugins"),
     data_dir: DataDir = Path(".plugbox"),
+    policy: Policy = SandboxPolicy.standard,
+    grants: GrantsFile = None,
 ) -> None:
     """Run an ARQ worker that executes post-call completion jobs from Redis."""
     from arq.worker import run_worker
@@ -319,7 +444,7 @@ def worker(
 
     settings = worker_settings(
         redis_url=redis,
-        host_config=_config(plugins, data_dir),
+        host_config=_config(plugins, data_dir, policy, grants),
         store_path=data_dir / "runs.sqlite3",
     )
     run_worker(settings)

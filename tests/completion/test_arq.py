@@ -85,7 +85,8 @@ WORKER = textwrap.dedent(
 
     redis, plugins, data = sys.argv[1:4]
     config = HostConfig(plugins_root=Path(plugins), data_dir=Path(data), use_venvs=False,
-                        idle_timeout_s=None)
+                        idle_timeout_s=None,
+                        grants_file=Path(plugins).parent / "completion_grants.toml")
     settings = worker_settings(redis_url=redis, host_config=config,
                                store_path=Path(data) / "runs.db", job_timeout_s=2)
     run_worker(settings)

@@ -21,6 +21,7 @@ from host.completion import EmbeddedWorker, SQLiteRunStore, enqueue, job_state, 
 
 pytestmark = pytest.mark.anyio
 PLUGINS = Path(__file__).resolve().parents[1] / "fixtures" / "completion_plugins"
+GRANTS = PLUGINS.parent / "completion_grants.toml"
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -61,6 +62,7 @@ def config(tmp_path: Path, receiver: Receiver, *, slow: str = "0") -> HostConfig
         use_venvs=False,
         idle_timeout_s=None,
         extra_env={"RECEIVER_URL": receiver.url, "PLUGBOX_TEST_SLOW": slow},
+        grants_file=GRANTS,
     )
 
 
@@ -169,7 +171,8 @@ WORKER = textwrap.dedent(
     async def main(data, plugins_root, receiver, slow):
         env = {"RECEIVER_URL": receiver, "PLUGBOX_TEST_SLOW": slow}
         config = HostConfig(plugins_root=Path(plugins_root), data_dir=Path(data) / "data",
-                            use_venvs=False, idle_timeout_s=None, extra_env=env)
+                            use_venvs=False, idle_timeout_s=None, extra_env=env,
+                            grants_file=Path(plugins_root).parent / "completion_grants.toml")
         async with PluginHost(config) as plugins, SQLiteRunStore(Path(data) / "r.db") as store:
             await EmbeddedWorker(store, plugins).run_until_empty()
 
