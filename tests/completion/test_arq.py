@@ -88,7 +88,8 @@ WORKER = textwrap.dedent(
                         idle_timeout_s=None,
                         grants_file=Path(plugins).parent / "completion_grants.toml")
     settings = worker_settings(redis_url=redis, host_config=config,
-                               store_path=Path(data) / "runs.db", job_timeout_s=2)
+                               store_path=Path(data) / "runs.db", job_timeout_s=5,
+                               start_budget_s=10)
     run_worker(settings)
     """
 )
