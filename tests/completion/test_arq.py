@@ -119,16 +119,18 @@ def test_two_workers_complete_every_job_exactly_once_when_one_is_killed(
     ids = anyio.run(prepare)
     argv = [sys.executable, "-c", WORKER, redis_url, str(PLUGINS), str(data)]
     logs = [tmp_path / f"worker-{n}.log" for n in range(2)]
-    workers = [
-        subprocess.Popen(
-            argv,
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=log.open("wb"),
-            start_new_session=True,
-        )
-        for log in logs
-    ]
+    workers = []
+    for log in logs:
+        with log.open("wb") as stderr:  # the child keeps its own copy of the descriptor
+            workers.append(
+                subprocess.Popen(
+                    argv,
+                    cwd=REPO,
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                    start_new_session=True,
+                )
+            )
     try:
         anyio.run(_until, data, JOBS // 5, logs)
         os.killpg(workers[0].pid, signal.SIGKILL)  # mid-way, jobs in flight
