@@ -86,6 +86,10 @@ _NODE = '''\
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import StringConstraints
+
 from sdk import (
     BaseNodeData,
     GraphConstraints,
@@ -114,7 +118,9 @@ TYPE_NAME = "{name}"
 class {title_class}NodeData(BaseNodeData):
     """Configuration of one {title} node."""
 
-    api_key: str = spec_field(..., min_length=8, description="Credential for the service.")
+    api_key: Annotated[str, StringConstraints(min_length=8)] = spec_field(
+        ..., description="Credential for the service."
+    )
     enabled: bool = spec_field(True, description="Turn the node off without deleting it.")
 
 

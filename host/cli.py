@@ -248,9 +248,12 @@ def check(path: Path, data_dir: DataDir = Path(".plugbox")) -> None:
                 )
             report = await check_plugin(host.get(name))
             for expectation in report.expectations:
-                colour = {"passed": "green", "failed": "red", "skipped": "yellow"}[
-                    expectation.status
-                ]
+                colour = {
+                    "passed": "green",
+                    "failed": "red",
+                    "skipped": "yellow",
+                    "warning": "yellow",
+                }[expectation.status]
                 line = escape(f"{expectation.name}: {expectation.message}")
                 console.print(f"[{colour}]{expectation.status:>7}[/{colour}]  {line}")
             return report.ok

@@ -10,6 +10,7 @@ from ._contexts import IntegrationCompletionContext as IntegrationCompletionCont
 from ._contexts import IntegrationRuntimeContext as IntegrationRuntimeContext
 from ._errors import AuthoringError as AuthoringError
 from ._nodes import BaseNodeData as BaseNodeData
+from ._nodes import NodeSpecMetadata as NodeSpecMetadata
 from ._nodes import node_spec as node_spec
 from ._nodes import spec_field as spec_field
 from ._package import IntegrationNodeRegistration as IntegrationNodeRegistration
@@ -17,19 +18,24 @@ from ._package import IntegrationPackageSpec as IntegrationPackageSpec
 from ._package import PackageRegistry as PackageRegistry
 from ._package import register_package as register_package
 from ._runtime import IntegrationRuntimeSession as IntegrationRuntimeSession
+from ._spec import SPEC_VERSION as SPEC_VERSION
 from ._spec import DisplayOptions as DisplayOptions
 from ._spec import GraphConstraints as GraphConstraints
 from ._spec import NodeCategory as NodeCategory
 from ._spec import NodeExample as NodeExample
-from ._spec import NodeMigration as NodeMigration
 from ._spec import NodeSpec as NodeSpec
+from ._spec import NumberInputOptions as NumberInputOptions
+from ._spec import PropertyLayoutOptions as PropertyLayoutOptions
 from ._spec import PropertyOption as PropertyOption
+from ._spec import PropertyRendererOptions as PropertyRendererOptions
 from ._spec import PropertySpec as PropertySpec
 from ._spec import PropertyType as PropertyType
+from ._spec import evaluate_display_options as evaluate_display_options
 from ._version import SDK_VERSION as SDK_VERSION
 
 __all__ = [
     "SDK_VERSION",
+    "SPEC_VERSION",
     "AuthoringError",
     "BaseNodeData",
     "DisplayOptions",
@@ -41,13 +47,17 @@ __all__ = [
     "IntegrationRuntimeSession",
     "NodeCategory",
     "NodeExample",
-    "NodeMigration",
     "NodeSpec",
+    "NodeSpecMetadata",
+    "NumberInputOptions",
     "PackageRegistry",
+    "PropertyLayoutOptions",
     "PropertyOption",
+    "PropertyRendererOptions",
     "PropertySpec",
     "PropertyType",
     "build_spec",
+    "evaluate_display_options",
     "node_spec",
     "register_package",
     "spec_field",

@@ -1,71 +1,81 @@
 """Authoring layer: `build_spec`, the derivation of a `NodeSpec` from a decorated node model.
 
 Contract (the reference algorithm, `contract-reference.md`): fields in declaration order, base
-fields first; each field's spec metadata overlaid by `field_overrides`; `spec_exclude` drops it;
-type from `ui_type`, else from the annotation (Optional unwrapped, `list[Model]` -> fixed
-collection, Enum/Literal -> options, str/int/float/bool/dict/Any); bounds from the metadata, then
-pydantic's `ge`/`gt` and `le`/`lt`; description required; default from `spec_default`, else the
-field default; `property_order` first. Every author mistake raises `AuthoringError` at import.
+fields first; each field's spec metadata overlaid by `field_overrides[field]` (unknown keys and
+unknown fields are ignored here, reported by `plugins check`); `spec_exclude` drops it. Type from
+`ui_type`, else from the annotation (`Optional` unwrapped; `list[Model]` -> fixed collection whose
+rows recurse; Enum/Literal -> options; exact str/int/float/bool; dict/Any -> json). Options from
+the metadata, else from the Enum/Literal (also inside `list[...]` for multi_options), labels title
+cased. Bounds from the metadata, then pydantic's `ge`/`gt` and `le`/`lt`; same for lengths and
+pattern. Description required; display name humanised in title case; default from `spec_default`,
+else the field default, else null; `property_order` first. Examples are not validated here.
+Mistakes that make a spec impossible raise `AuthoringError` at import.
 """
 
 from __future__ import annotations
 
 import enum
 import types
-import typing
 from typing import Any, Literal, Union, get_args, get_origin
 
-import annotated_types
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined, to_jsonable_python
+from pydantic_core import PydanticUndefined
 
 from ._errors import AuthoringError, owner_of
-from ._nodes import NODE_SPEC_ATTRIBUTE, SPEC_ONLY_KEYS, NodeSpecMeta, field_meta
-from ._spec import GraphConstraints, NodeSpec, PropertyOption, PropertySpec, PropertyType
+from ._nodes import NODE_SPEC_ATTRIBUTE, SPEC_ONLY_KEYS, NodeSpecMetadata, field_meta
+from ._spec import NodeSpec, PropertyOption, PropertySpec, PropertyType
 
-_SIMPLE_TYPES: tuple[tuple[type, PropertyType], ...] = (
-    (bool, PropertyType.boolean),  # before int: bool is an int subclass
-    (str, PropertyType.string),
-    (int, PropertyType.number),
-    (float, PropertyType.number),
-    (dict, PropertyType.json),
-)
+_CHOICE_TYPES = (PropertyType.options, PropertyType.multi_options)
+BASE_FIELDS = frozenset({"name", "is_start", "is_end"})
 
 
 def build_spec(model: type[BaseModel]) -> NodeSpec:
     """Derive the node's spec from its model and `@node_spec` metadata."""
-    meta = model.__dict__.get(NODE_SPEC_ATTRIBUTE)
+    meta = getattr(model, NODE_SPEC_ATTRIBUTE, None)
     owner = owner_of(model)
-    if not isinstance(meta, NodeSpecMeta):
+    if not isinstance(meta, NodeSpecMetadata):
         raise AuthoringError(
             "is not decorated with @node_spec", fix="add @node_spec(name=...) above it", owner=owner
         )
-    _check_overrides(model, meta, owner)
-    properties = properties_of(model, meta.field_overrides, owner)
-    spec = _assemble(meta, _ordered(properties, meta.property_order, owner), owner)
-    _check_examples(model, meta, owner)
-    return spec
+    properties = _ordered(properties_of(model, owner), meta.property_order, meta.name, owner)
+    return NodeSpec(
+        name=meta.name,
+        display_name=meta.display_name,
+        description=meta.description,
+        llm_hint=meta.llm_hint,
+        docs_url=meta.docs_url,
+        category=meta.category,
+        icon=meta.icon,
+        version=meta.version,
+        properties=properties,
+        examples=list(meta.examples),
+        graph_constraints=meta.graph_constraints,
+    )
 
 
-def properties_of(
-    model: type[BaseModel], overrides: typing.Mapping[str, typing.Mapping[str, Any]], owner: str
-) -> list[PropertySpec]:
+def merged_meta(model: type[BaseModel], name: str, info: FieldInfo) -> dict[str, Any]:
+    """A field's spec metadata with the model's `field_overrides[name]` laid over it."""
+    meta = getattr(model, NODE_SPEC_ATTRIBUTE, None)
+    overrides = meta.field_overrides.get(name) if isinstance(meta, NodeSpecMetadata) else None
+    return {**field_meta(info), **(overrides or {})}
+
+
+def properties_of(model: type[BaseModel], owner: str) -> list[PropertySpec]:
     """The spec properties of a model's fields, in declaration order (excluded ones dropped)."""
     properties = []
     for name, info in model.model_fields.items():
-        merged = {**field_meta(info), **overrides.get(name, {})}
-        if merged.get("spec_exclude"):
-            continue
-        properties.append(_property(model, name, info, merged, owner))
+        meta = merged_meta(model, name, info)
+        if not meta.get("spec_exclude"):
+            properties.append(_property(model, name, info, meta, owner))
     return properties
 
 
 def _property(
     model: type[BaseModel], name: str, info: FieldInfo, meta: dict[str, Any], owner: str
 ) -> PropertySpec:
-    annotation = _unwrap_optional(info.annotation)
-    kind = meta.get("ui_type") or _infer_type(annotation, f"{owner}, field {name!r}")
+    where = f"{owner}, field {name!r}"
+    kind = _property_type(info.annotation, meta, where)
     description = meta.get("description") or info.description
     if not description:
         raise AuthoringError(
@@ -73,185 +83,183 @@ def _property(
             fix=f"pass description=... to spec_field for {name!r}",
             owner=owner,
         )
-    low, high = _bounds(info, meta)
+    low, high, shortest, longest, pattern = _constraints(info, meta)
     return PropertySpec(
         name=name,
-        type=PropertyType(kind),
-        display_name=meta.get("display_name") or name.replace("_", " ").capitalize(),
+        type=kind,
+        display_name=meta.get("display_name") or humanise_identifier(name),
         description=description,
+        llm_hint=meta.get("llm_hint"),
         default=_default(info, meta),
-        required=meta["required"] if "required" in meta else info.is_required(),
+        required=bool(meta["required"]) if meta.get("required") is not None else info.is_required(),
         placeholder=meta.get("placeholder"),
         display_options=meta.get("display_options"),
-        options=meta.get("options") or _options(annotation),
-        properties=_rows(annotation, owner),
+        options=_options(info.annotation, meta, kind),
+        properties=_rows(info.annotation, kind, where, owner),
         min_value=low,
         max_value=high,
-        min_length=_constraint(info, meta, "min_length", annotated_types.MinLen),
-        max_length=_constraint(info, meta, "max_length", annotated_types.MaxLen),
-        pattern=meta.get("pattern") or _pattern(info),
+        min_length=shortest,
+        max_length=longest,
+        pattern=pattern,
         editor=meta.get("editor"),
-        extra=_extra(meta),
+        renderer_options=meta.get("renderer_options"),
     )
 
 
-def _unwrap_optional(annotation: Any) -> Any:
+def strip_optional(annotation: Any) -> Any:
+    """`X` for `X | None` / `Optional[X]`; anything else unchanged."""
     if get_origin(annotation) in (Union, types.UnionType):
-        members = [arg for arg in get_args(annotation) if arg is not type(None)]
-        if len(members) == 1:
+        args = get_args(annotation)
+        members = [arg for arg in args if arg is not type(None)]
+        if len(members) == 1 and len(members) != len(args):
             return members[0]
     return annotation
 
 
-def _infer_type(annotation: Any, where: str) -> PropertyType:
-    origin = get_origin(annotation)
+def _is_enum(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, enum.Enum)
+
+
+def _is_row_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _property_type(annotation: Any, meta: dict[str, Any], where: str) -> PropertyType:
+    if meta.get("ui_type"):
+        return PropertyType(meta["ui_type"])
+    inner = strip_optional(annotation)
+    origin, args = get_origin(inner), get_args(inner)
     if origin is list:
-        if _row_model(annotation) is not None:
+        if _is_row_model(strip_optional(args[0]) if args else Any):
             return PropertyType.fixed_collection
         raise AuthoringError(
-            f"{where}: a list field needs ui_type",
+            f"{where}: a list field needs ui_type unless its rows are a model",
             fix="pass ui_type=PropertyType.multi_options (or json, tool_refs...) to spec_field",
         )
-    if origin is Literal or (isinstance(annotation, type) and issubclass(annotation, enum.Enum)):
+    if _is_enum(inner) or origin is Literal:
         return PropertyType.options
-    if annotation is Any or origin is dict:
+    exact = {str: PropertyType.string, int: PropertyType.number, float: PropertyType.number}
+    if inner in exact:
+        return exact[inner]
+    if inner is bool:
+        return PropertyType.boolean
+    if inner is dict or inner is Any or origin is dict:
         return PropertyType.json
-    for python_type, kind in _SIMPLE_TYPES:
-        if isinstance(annotation, type) and issubclass(annotation, python_type):
-            return kind
     raise AuthoringError(
         f"{where}: type {annotation!r} cannot be exported to a spec",
         fix="use str, int, float, bool, dict, an Enum/Literal or list[Model], or pass ui_type",
     )
 
 
-def _row_model(annotation: Any) -> type[BaseModel] | None:
-    args = get_args(annotation)
-    row = args[0] if args else None
-    return row if isinstance(row, type) and issubclass(row, BaseModel) else None
-
-
-def _rows(annotation: Any, owner: str) -> list[PropertySpec] | None:
-    row = _row_model(annotation) if get_origin(annotation) is list else None
-    return properties_of(row, {}, owner) if row is not None else None
-
-
-def _options(annotation: Any) -> list[PropertyOption] | None:
-    if get_origin(annotation) is Literal:
-        values = [value for value in get_args(annotation) if value is not None]
-    elif isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        values = [member.value for member in annotation]
-    else:
+def _rows(annotation: Any, kind: PropertyType, where: str, owner: str) -> list[PropertySpec] | None:
+    if kind != PropertyType.fixed_collection:
         return None
-    return [PropertyOption(value=value, label=_humanise(str(value))) for value in values]
+    args = get_args(strip_optional(annotation))
+    row = strip_optional(args[0]) if args else None
+    if not isinstance(row, type) or not issubclass(row, BaseModel):
+        raise AuthoringError(
+            f"{where}: a fixed_collection field must be annotated list[<row model>]",
+            fix="annotate the field as list[RowModel] where RowModel is a pydantic model",
+        )
+    return properties_of(row, owner)
 
 
-def _humanise(text: str) -> str:
-    return text.replace("_", " ").replace("-", " ").title()
-
-
-def _bounds(info: FieldInfo, meta: dict[str, Any]) -> tuple[float | None, float | None]:
-    low = meta.get("min_value", _first(info, annotated_types.Ge, "ge"))
-    if low is None:
-        low = _first(info, annotated_types.Gt, "gt")
-    high = meta.get("max_value", _first(info, annotated_types.Le, "le"))
-    if high is None:
-        high = _first(info, annotated_types.Lt, "lt")
-    return low, high
-
-
-def _first(info: FieldInfo, kind: type, attribute: str) -> Any:
-    for item in info.metadata:
-        if isinstance(item, kind):
-            return getattr(item, attribute)
+def _options(annotation: Any, meta: dict[str, Any], kind: PropertyType) -> Any:
+    if kind not in _CHOICE_TYPES or meta.get("options"):
+        return meta.get("options")
+    inner = strip_optional(annotation)
+    if kind == PropertyType.multi_options:
+        args = get_args(inner)
+        if not args:
+            return None  # nothing to derive from; `plugins check` reports options without options
+        inner = strip_optional(args[0])
+    if _is_enum(inner):
+        return [PropertyOption(value=m.value, label=humanise_option(m.value)) for m in inner]
+    if get_origin(inner) is Literal:
+        values = [value for value in get_args(inner) if value is not None]
+        return [PropertyOption(value=value, label=humanise_option(value)) for value in values]
     return None
 
 
-def _constraint(info: FieldInfo, meta: dict[str, Any], key: str, kind: type) -> int | None:
-    value = meta.get(key)
-    found = value if value is not None else _first(info, kind, key)
-    return int(found) if found is not None else None
+def humanise_identifier(name: str) -> str:
+    return name.replace("_", " ").strip().title()
 
 
-def _pattern(info: FieldInfo) -> str | None:
+def humanise_option(value: Any) -> str:
+    if isinstance(value, str):
+        return value.replace("_", " ").replace("-", " ").strip().title()
+    return str(value)
+
+
+def _constraints(info: FieldInfo, meta: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any]:
+    """Spec bounds: the metadata's hints first, then pydantic's (exclusivity is not kept)."""
+    low, high = meta.get("min_value"), meta.get("max_value")
+    shortest, longest, pattern = meta.get("min_length"), meta.get("max_length"), meta.get("pattern")
     for item in info.metadata:
-        pattern = getattr(item, "pattern", None)
-        if isinstance(pattern, str):
-            return pattern
-    return None
+        if low is None:
+            low = _attr(item, "ge") if _attr(item, "ge") is not None else _attr(item, "gt")
+        if high is None:
+            high = _attr(item, "le") if _attr(item, "le") is not None else _attr(item, "lt")
+        shortest = shortest if shortest is not None else _attr(item, "min_length")
+        longest = longest if longest is not None else _attr(item, "max_length")
+        pattern = pattern if pattern is not None else _attr(item, "pattern")
+    return low, high, shortest, longest, pattern
+
+
+def _attr(item: Any, name: str) -> Any:
+    return getattr(item, name, None)
 
 
 def _default(info: FieldInfo, meta: dict[str, Any]) -> Any:
     if "spec_default" in meta:
-        return to_jsonable_python(meta["spec_default"])
-    if info.default is PydanticUndefined:
-        return None  # required, or a default_factory field: the spec shows null
-    return to_jsonable_python(info.default)
-
-
-def _extra(meta: dict[str, Any]) -> dict[str, Any] | None:
-    extra = {key: meta[key] for key in ("llm_hint", "renderer_options") if meta.get(key)}
-    return extra or None
-
-
-def _check_overrides(model: type[BaseModel], meta: NodeSpecMeta, owner: str) -> None:
-    for name, override in meta.field_overrides.items():
-        if name not in model.model_fields:
-            raise AuthoringError(
-                f"field_overrides names {name!r}, which is not a field of {model.__name__}",
-                fix=f"remove the override or add the field; fields: {sorted(model.model_fields)}",
-                owner=owner,
-            )
-        unknown = sorted(set(override) - SPEC_ONLY_KEYS)
-        if unknown:
-            raise AuthoringError(
-                f"field_overrides[{name!r}] has unknown keys {unknown}",
-                fix=f"use only {sorted(SPEC_ONLY_KEYS)}",
-                owner=owner,
-            )
+        return meta["spec_default"]
+    if info.default is not PydanticUndefined:
+        return info.default
+    return None  # required, or a default_factory field: the spec shows null
 
 
 def _ordered(
-    properties: list[PropertySpec], order: tuple[str, ...], owner: str
+    properties: list[PropertySpec], order: tuple[str, ...], spec_name: str, owner: str
 ) -> list[PropertySpec]:
-    by_name = {prop.name: prop for prop in properties}
-    missing = [name for name in order if name not in by_name]
+    if not order:
+        return properties
+    names = {prop.name for prop in properties}
+    missing = [name for name in order if name not in names]
     if missing:
         raise AuthoringError(
-            f"property_order names {missing}, which are not exported properties",
+            f"{spec_name}: property_order references unknown properties: {missing}",
             fix="list only fields of the model that are not spec_exclude'd",
             owner=owner,
         )
-    listed = [by_name[name] for name in order]
-    return listed + [prop for prop in properties if prop.name not in order]
-
-
-def _assemble(meta: NodeSpecMeta, properties: list[PropertySpec], owner: str) -> NodeSpec:
-    if not meta.description.strip():
-        raise AuthoringError(
-            "@node_spec has an empty description", fix="describe what the node does", owner=owner
-        )
-    return NodeSpec(
-        name=meta.name,
-        display_name=meta.display_name,
-        description=meta.description,
-        category=meta.category,
-        icon=meta.icon,
-        version=meta.version,
-        properties=properties,
-        examples=list(meta.examples),
-        graph_constraints=meta.graph_constraints or GraphConstraints(),
+    rank = {name: index for index, name in enumerate(order)}
+    ranked = sorted(
+        enumerate(properties), key=lambda item: (rank.get(item[1].name, len(rank)), item[0])
     )
+    return [prop for _, prop in ranked]
 
 
-def _check_examples(model: type[BaseModel], meta: NodeSpecMeta, owner: str) -> None:
-    for example in meta.examples:
-        try:
-            model.model_validate(example.data)
-        except ValidationError as exc:
-            raise AuthoringError(
-                f"example {example.name!r} does not validate against {model.__name__}: "
-                f"{exc.errors(include_url=False)}",
-                fix="correct the example's data",
-                owner=owner,
-            ) from None
+def authoring_notes(model: type[BaseModel]) -> list[str]:
+    """What the reference silently accepts and plugbox reports as warnings (`plugins check`)."""
+    meta = getattr(model, NODE_SPEC_ATTRIBUTE, None)
+    if not isinstance(meta, NodeSpecMetadata):
+        return []
+    notes = []
+    for name, override in meta.field_overrides.items():
+        if name not in model.model_fields:
+            notes.append(f"field_overrides names {name!r}, which is not a field: ignored")
+            continue
+        for key in sorted(set(override) - SPEC_ONLY_KEYS):
+            notes.append(f"field_overrides[{name!r}] has the unknown key {key!r}: ignored")
+    for name, info in model.model_fields.items():
+        if name in BASE_FIELDS:
+            continue  # the base's own `name` hint is the reference's, not the author's
+        hints = [
+            key
+            for key in ("min_length", "max_length", "pattern")
+            if key in field_meta(info) and field_meta(info)[key] is not None
+        ]
+        if hints and strip_optional(info.annotation) is not str:
+            notes.append(f"{name}: {hints} on a non-string field are shown in the spec only")
+        elif hints:
+            notes.append(f"{name}: {hints} are spec-only hints, not enforced on validation")
+    return notes

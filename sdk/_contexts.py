@@ -1,22 +1,57 @@
 """Authoring layer: the contexts a plugin's runtime factory and completion handler receive.
 
-Contract: the contract's fields, frozen. In plugbox the runtime context's
-`context_messages_provider` is an async callable (it asks the host over the wire), and the
-completion context adds an idempotency key per node id, the attempt number, and
-`publish_artifact` for files served by the run's public token.
+Contract: the reference's fields in the reference's order, frozen, holding objects (`_views.py`):
+`workflow_run` reads the run row's fields as attributes, `workflow_graph.nodes` maps node ids to
+nodes whose `.data` is the validated model, `user_config` sections have `.provider` / `.model`.
+`context_messages_provider` is synchronous, as in the reference: the plugin server fetches the
+messages from the host before it calls into a session (and a call from a worker thread fetches them
+live). The completion context adds, after the reference's six fields, an idempotency key per node
+id, the attempt number, and `publish_artifact` for files served by the run's public token.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-ContextMessagesProvider = Callable[[], Awaitable[list[dict[str, Any]]]]
+import anyio.from_thread
+
+from ._views import GraphNode
+
+logger = logging.getLogger("plugbox.sdk.contexts")
+
+Messages = list[dict[str, Any]]
+ContextMessagesProvider = Callable[[], Messages]
 
 
-async def _no_messages() -> list[dict[str, Any]]:
+def _no_messages() -> Messages:
     return []
+
+
+class SyncMessages:
+    """The contract's synchronous `context_messages_provider`, over the host's async answer.
+
+    On the event loop it returns the messages last fetched (the server refreshes them before it
+    calls into a session); in a worker thread (a sync author function) it fetches them live.
+    """
+
+    def __init__(self, fetch: Callable[[], Coroutine[Any, Any, Messages]]) -> None:
+        self._fetch = fetch
+        self.latest: Messages = []
+
+    def __call__(self) -> Messages:
+        try:
+            return list(anyio.from_thread.run(self._fetch))
+        except RuntimeError:  # not in a worker thread: serve the last fetched messages
+            return list(self.latest)
+
+    async def refresh(self) -> None:
+        try:
+            self.latest = list(await self._fetch())
+        except Exception as exc:  # the host could not answer: keep the last messages, say so
+            logger.warning("could not fetch the context messages from the host: %s", exc)
 
 
 @dataclass(frozen=True)
@@ -24,24 +59,30 @@ class IntegrationRuntimeContext:
     """What `create_runtime_sessions(context)` gets before the call starts."""
 
     workflow_run_id: int
-    workflow_run: dict[str, Any] | None = None
-    workflow_graph: dict[str, Any] | None = None
-    run_definition: dict[str, Any] | None = None
-    user_config: dict[str, Any] | None = None
+    workflow_run: Any = None
+    workflow_graph: Any = None
+    run_definition: Any = None
+    user_config: Any = None
     is_realtime: bool = False
     context_messages_provider: ContextMessagesProvider = _no_messages
 
-    def enabled_nodes(self, type_name: str) -> list[dict[str, Any]]:
-        """The graph's node dicts of `type_name` that are not disabled (`data.enabled` false)."""
-        nodes = (self.workflow_graph or {}).get("nodes") or []
-        values = nodes.values() if isinstance(nodes, dict) else nodes
-        return [
-            node
-            for node in values
-            if isinstance(node, dict)
-            and node.get("type") == type_name
-            and (node.get("data") or {}).get("enabled", True) is not False
-        ]
+    def nodes_of(self, type_name: str) -> list[Any]:
+        """Every graph node of `type_name` (a package decides which of them are enabled)."""
+        nodes = getattr(self.workflow_graph, "nodes", None)
+        if nodes is None and isinstance(self.workflow_graph, dict):
+            nodes = self.workflow_graph.get("nodes")
+        values = nodes.values() if isinstance(nodes, dict) else nodes or []
+        return [node for node in values if isinstance(node, dict) and node.get("type") == type_name]
+
+    def enabled_nodes(self, type_name: str, toggle: str = "enabled") -> list[Any]:
+        """The nodes of `type_name` whose boolean field `toggle` is not false (absent: enabled)."""
+        return [node for node in self.nodes_of(type_name) if _toggle(node, toggle) is not False]
+
+
+def _toggle(node: Any, toggle: str) -> Any:
+    if isinstance(node, GraphNode):
+        return getattr(node.data, toggle, True)
+    return (node.get("data") or {}).get(toggle, True)
 
 
 @dataclass(frozen=True)
@@ -56,10 +97,10 @@ class IntegrationCompletionContext:
     """What `run_completion(nodes, context)` gets after the call."""
 
     workflow_run_id: int
-    workflow_run: dict[str, Any]
+    workflow_run: Any
     workflow_definition: dict[str, Any]
+    definition_id: int | None
     organization_id: int
-    definition_id: int | None = None
     public_token: str | None = None
     idempotency_keys: dict[str, str] = field(default_factory=dict)
     attempt: int = 1

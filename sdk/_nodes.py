@@ -1,8 +1,12 @@
 """Authoring layer: node models (`BaseNodeData`), `spec_field` and the `@node_spec` decorator.
 
-Contract: the pydantic model is the source of truth. `spec_field(...)` is a pydantic `Field` that
-also carries spec-only metadata; `@node_spec(...)` only attaches node metadata to the class and
-returns it unchanged. `build_spec` (in `_build.py`) reads both.
+Contract (the reference's, `contract-reference.md`): the pydantic model is the source of truth.
+`spec_field(...)` is a pydantic `Field` that also carries spec-only metadata; `ui_type`,
+`display_name`, `llm_hint`, `required`, `spec_default` (kept only when passed, even if None),
+`placeholder`, `display_options`, `options`, `editor`, `renderer_options`, `spec_exclude` and the
+hints `min_value`, `max_value`, `min_length`, `max_length`, `pattern` are spec-only: the last five
+are shown in the spec and NOT enforced (pydantic's own `gt`/`ge`/`lt`/`le` and a `Field`'s
+constraints are). `@node_spec(...)` only attaches a `NodeSpecMetadata` to the class and returns it.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic_core import PydanticUndefined
 
 from ._spec import (
     SPEC_VERSION,
@@ -21,10 +24,14 @@ from ._spec import (
     NodeCategory,
     NodeExample,
     PropertyOption,
+    PropertyRendererOptions,
     PropertyType,
 )
 
 _UNSET: Any = object()
+SPEC_HINT_KEYS = ("min_value", "max_value", "min_length", "max_length", "pattern")
+# Every key `spec_field` or a `field_overrides` entry means something for; others are ignored
+# (as in the reference) and reported by `plugins check`.
 SPEC_ONLY_KEYS = frozenset(
     {
         "ui_type",
@@ -39,11 +46,7 @@ SPEC_ONLY_KEYS = frozenset(
         "editor",
         "renderer_options",
         "spec_exclude",
-        "min_value",
-        "max_value",
-        "min_length",
-        "max_length",
-        "pattern",
+        *SPEC_HINT_KEYS,
     }
 )
 
@@ -56,9 +59,8 @@ class FieldSpecMeta:
 
 
 def spec_field(
-    default: Any = PydanticUndefined,
-    *,
-    ui_type: PropertyType | None = None,
+    *field_args: Any,
+    ui_type: PropertyType | str | None = None,
     display_name: str | None = None,
     llm_hint: str | None = None,
     required: bool | None = None,
@@ -67,15 +69,18 @@ def spec_field(
     display_options: DisplayOptions | None = None,
     options: Sequence[PropertyOption] | None = None,
     editor: str | None = None,
-    renderer_options: Mapping[str, Any] | None = None,
+    renderer_options: PropertyRendererOptions | Mapping[str, Any] | None = None,
     spec_exclude: bool = False,
     min_value: float | None = None,
     max_value: float | None = None,
+    min_length: int | None = None,
+    max_length: int | None = None,
+    pattern: str | None = None,
     **field_kwargs: Any,
 ) -> Any:
-    """A pydantic `Field` (constraints, description, default_factory...) plus spec metadata."""
-    spec: dict[str, Any] = {
-        "ui_type": ui_type,
+    """A pydantic `Field` (default, description, gt/ge/lt/le, default_factory...) plus spec data."""
+    values: dict[str, Any] = {
+        "ui_type": ui_type.value if isinstance(ui_type, PropertyType) else ui_type,
         "display_name": display_name,
         "llm_hint": llm_hint,
         "required": required,
@@ -83,15 +88,17 @@ def spec_field(
         "display_options": display_options,
         "options": list(options) if options is not None else None,
         "editor": editor,
-        "renderer_options": dict(renderer_options) if renderer_options else None,
+        "renderer_options": renderer_options,
         "spec_exclude": spec_exclude,
         "min_value": min_value,
         "max_value": max_value,
+        "min_length": min_length,
+        "max_length": max_length,
+        "pattern": pattern,
     }
-    values = {k: v for k, v in spec.items() if v is not None and v is not False}
     if spec_default is not _UNSET:
         values["spec_default"] = spec_default  # stored only when passed, even if None
-    info = Field(default, **field_kwargs)
+    info = Field(*field_args, **field_kwargs)
     info.metadata.append(FieldSpecMeta(values))
     return info
 
@@ -105,8 +112,8 @@ def field_meta(info: Any) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class NodeSpecMeta:
-    """What `@node_spec` attached to a node model."""
+class NodeSpecMetadata:
+    """What `@node_spec` attached to a node model (the reference's name and fields)."""
 
     name: str
     display_name: str
@@ -119,10 +126,10 @@ class NodeSpecMeta:
     examples: tuple[NodeExample, ...] = ()
     graph_constraints: GraphConstraints | None = None
     property_order: tuple[str, ...] = ()
-    field_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    field_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-NODE_SPEC_ATTRIBUTE = "__node_spec_meta__"
+NODE_SPEC_ATTRIBUTE = "__node_spec_metadata__"
 ModelT = TypeVar("ModelT", bound=type[BaseModel])
 
 
@@ -142,11 +149,11 @@ def node_spec(
     field_overrides: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Any:
     """Attach node metadata to a model class; returns the class unchanged."""
-    meta = NodeSpecMeta(
+    meta = NodeSpecMetadata(
         name=name,
         display_name=display_name,
         description=description,
-        category=NodeCategory(category),
+        category=category,
         icon=icon,
         llm_hint=llm_hint,
         docs_url=docs_url,
@@ -154,7 +161,7 @@ def node_spec(
         examples=tuple(examples),
         graph_constraints=graph_constraints,
         property_order=tuple(property_order),
-        field_overrides=dict(field_overrides or {}),
+        field_overrides={key: dict(value or {}) for key, value in (field_overrides or {}).items()},
     )
 
     def attach(cls: ModelT) -> ModelT:
@@ -169,10 +176,13 @@ class BaseNodeData(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    name: str = spec_field(..., min_length=1, description="A name for this node.")
-    is_start: bool | None = spec_field(
-        None, spec_exclude=True, description="Marks the workflow's start node."
+    name: str = spec_field(
+        ...,
+        min_length=1,  # a spec hint, as in the reference: not enforced on validation
+        ui_type=PropertyType.string,
+        display_name="Name",
+        description="The node's short name, shown on the canvas and in call logs.",
+        required=True,
     )
-    is_end: bool | None = spec_field(
-        None, spec_exclude=True, description="Marks a workflow end node."
-    )
+    is_start: bool = spec_field(default=False, spec_exclude=True)
+    is_end: bool = spec_field(default=False, spec_exclude=True)

@@ -21,12 +21,10 @@ from pydantic import BaseModel
 from ._errors import AuthoringError, owner_of
 from ._spec import NodeSpec, PropertySpec
 
-SENSITIVE_MARK = "sensitive"  # the key set to true in a sensitive property's `extra`
-
 
 @dataclass(frozen=True)
 class IntegrationNodeRegistration:
-    """One node type of a package. Sensitive properties get `extra.sensitive = true` in the spec."""
+    """One node type of a package. Sensitive properties get `sensitive: true` in the spec."""
 
     type_name: str
     data_model: type[BaseModel]
@@ -61,7 +59,7 @@ def _mark_sensitive(spec: NodeSpec, sensitive: Sequence[str]) -> NodeSpec:
     def mark(prop: PropertySpec) -> PropertySpec:
         if prop.name not in sensitive:
             return prop
-        return prop.model_copy(update={"extra": {**(prop.extra or {}), SENSITIVE_MARK: True}})
+        return prop.model_copy(update={"sensitive": True})
 
     return spec.model_copy(update={"properties": [mark(prop) for prop in spec.properties]})
 

@@ -23,11 +23,13 @@ import anyio
 from pydantic import ValidationError
 
 from ._asgi import RoutesApp
-from ._contexts import IntegrationCompletionContext, IntegrationRuntimeContext
+from ._build import authoring_notes
+from ._contexts import IntegrationCompletionContext, IntegrationRuntimeContext, SyncMessages
 from ._package import IntegrationPackageSpec
 from ._redact import SecretRedactor
 from ._runtime import IntegrationRuntimeSession
 from ._version import SDK_VERSION
+from ._views import DefinitionView, graph_view, run_view, user_config_view
 from .protocol import (
     SUPPORTED_PROTOCOL_VERSIONS,
     Artifact,
@@ -47,6 +49,7 @@ from .protocol import (
     NodeTypeInfo,
     PingParams,
     PingResult,
+    RemoteError,
     RpcSession,
     RuntimeEventsParams,
     RuntimeFinishParams,
@@ -95,9 +98,10 @@ class PluginServer:
         self._runs: dict[str, list[IntegrationRuntimeSession]] = {}
         self._routes: RoutesApp | None = None
         self._started = time.monotonic()
-        self._sensitive = {
-            node.type_name: node.sensitive_fields for node in (package.nodes if package else ())
-        }
+        nodes = package.nodes if package else ()
+        self._sensitive = {node.type_name: node.sensitive_fields for node in nodes}
+        self._models = {node.type_name: node.data_model for node in nodes}
+        self._messages: dict[str, SyncMessages] = {}
 
     def attach(self, session: RpcSession) -> None:
         self._session = session
@@ -162,7 +166,12 @@ class PluginServer:
         return SpecResult(
             package_name=package.name,
             nodes=[
-                NodeTypeInfo(node.type_name, node.node_spec.wire(), list(node.sensitive_fields))
+                NodeTypeInfo(
+                    node.type_name,
+                    node.node_spec.wire(),
+                    list(node.sensitive_fields),
+                    authoring_notes(node.data_model),
+                )
                 for node in package.nodes
             ],
             capabilities=Capabilities(
@@ -210,20 +219,23 @@ class PluginServer:
             return RuntimeOpenResult(sessions=[], subscriptions=[])
         wire = params.context
         self.redactor.add_from_nodes(_graph_nodes(wire.workflow_graph), self._sensitive)
+        fetch = partial(self._context_messages, params.session_id)
+        messages = SyncMessages(fetch)
         context = IntegrationRuntimeContext(
             workflow_run_id=wire.workflow_run_id,
-            workflow_run=wire.workflow_run,
-            workflow_graph=wire.workflow_graph,
-            run_definition=wire.run_definition,
-            user_config=wire.user_config,
+            workflow_run=run_view(wire.workflow_run),
+            workflow_graph=graph_view(wire.workflow_graph, self._models),
+            run_definition=DefinitionView(wire.run_definition or {}),
+            user_config=user_config_view(wire.user_config),
             is_realtime=wire.is_realtime,
-            context_messages_provider=partial(self._context_messages, params.session_id),
+            context_messages_provider=messages,
         )
         sessions = list(await call_author(factory, context) or [])
         for session in sessions:
             if isinstance(session, IntegrationRuntimeSession):
-                session.bind_context_messages(context.context_messages_provider)
+                session.bind_context_messages(fetch)
         self._runs[params.session_id] = sessions
+        self._messages[params.session_id] = messages
         return RuntimeOpenResult(
             sessions=[str(getattr(s, "name", type(s).__name__)) for s in sessions],
             subscriptions=_union_subscriptions(sessions),
@@ -250,6 +262,9 @@ class PluginServer:
 
     async def runtime_finish(self, params: RuntimeFinishParams) -> RuntimeFinishResult:
         sessions = self._runs.pop(params.session_id, [])
+        messages = self._messages.pop(params.session_id, None)
+        if messages is not None and sessions:
+            await messages.refresh()  # the sync provider answers from this inside the sessions
         merged: dict[str, Any] = {}
         for session in sessions:
             try:
@@ -270,16 +285,19 @@ class PluginServer:
         self.redactor.add_from_nodes(params.nodes, self._sensitive)
         wire = params.context
         context = IntegrationCompletionContext(
-            workflow_run_id=wire.workflow_run_id,
-            workflow_run=wire.workflow_run,
-            workflow_definition=wire.workflow_definition,
-            organization_id=wire.organization_id,
-            definition_id=wire.definition_id,
-            public_token=wire.public_token,
+            wire.workflow_run_id,
+            run_view(wire.workflow_run),
+            wire.workflow_definition,
+            wire.definition_id,
+            wire.organization_id,
+            wire.public_token,
             idempotency_keys=dict(wire.idempotency_keys),
             attempt=wire.attempt,
         )
-        result = await call_author(package.run_completion, params.nodes, context)
+        try:
+            result = await call_author(package.run_completion, params.nodes, context)
+        except DETERMINISTIC_ERRORS as exc:
+            raise deterministic_error(exc) from exc
         artifacts = {
             a.name: Artifact(content_type=a.content_type, body=a.body) for a in context.artifacts
         }
@@ -312,6 +330,16 @@ def _strict_json(value: dict[str, Any], what: str) -> dict[str, Any]:
 
 class InvalidResult(InternalError):
     """A plugin's snapshot or result cannot cross the wire as JSON."""
+
+
+# A handler raising one of these fails the same way on every attempt: the host must not retry.
+DETERMINISTIC_ERRORS = (AttributeError, TypeError, ValidationError)
+
+
+def deterministic_error(exc: BaseException) -> RemoteError:
+    """The wire error for a deterministic handler failure: `data.deterministic` is true."""
+    data = {"type": type(exc).__name__, "deterministic": True, "traceback": _traceback_text(exc)}
+    return RemoteError(f"{type(exc).__name__}: {exc}", data=data)
 
 
 def _issues(exc: ValidationError) -> list[ValidationIssue]:

@@ -12,7 +12,6 @@ from ._jobs import job_state as job_state
 from ._orchestrator import CompletionReport as CompletionReport
 from ._orchestrator import PluginOutcome as PluginOutcome
 from ._orchestrator import idempotency_key as idempotency_key
-from ._orchestrator import is_enabled as is_enabled
 from ._orchestrator import run_integrations as run_integrations
 from ._remote import enqueue_run_integrations as enqueue_run_integrations
 from ._results import ResultError as ResultError
@@ -40,7 +39,6 @@ __all__ = [
     "enqueue_run_integrations",
     "error_entry",
     "idempotency_key",
-    "is_enabled",
     "job_state",
     "run_integrations",
 ]

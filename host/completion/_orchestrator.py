@@ -3,11 +3,13 @@
 Contract (the five steps): load the pinned definition from the run; create a public token only if
 post-call work exists; run the QA phase, then integrations, then webhooks (phases from each
 plugin's manifest), each phase seeing the annotations written so far; each handler gets only its
-own node types' node dicts and a completion context redacted for it. A plugin is called only when
-it has an enabled node without a recorded result; a crash, kill or timeout is retried with jittered
-exponential backoff up to the plugin's limit, then recorded as a failed result for each of its
-nodes. Results are recorded once per (run, node), so retries and duplicate jobs deliver nothing
-twice; handlers get a stable idempotency key per (run, node) for their own deliveries.
+own node types' node dicts (disabled ones included: which nodes are enabled is the plugin's
+business) and a completion context redacted for it. A plugin is called only when it has a node
+without a recorded result; a crash, kill or timeout is retried with jittered exponential backoff up
+to the plugin's limit (a deterministic error, `data.deterministic` from the plugin, is not retried),
+then recorded as the reference's `integration_<plugin>` failure entry plus a failed result for
+each of its nodes. Results are recorded once per (run, node), so retries and duplicate jobs deliver
+nothing twice; handlers get a stable idempotency key per (run, node) for their own deliveries.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from sdk.protocol import (
 )
 
 from .._manifest import PHASE_ORDER, Manifest
-from .._masking import iter_nodes, node_data
+from .._masking import iter_nodes
 from .._redaction import SecretScrubber, redact_for_plugin, secret_values
 from ._results import ResultError, check_result
 from ._store import HOST_WRITER, SQLiteRunStore, WorkflowRun
@@ -58,10 +60,6 @@ class CompletionReport:
     run_id: int
     public_token: str | None
     outcomes: list[PluginOutcome] = field(default_factory=list)
-
-
-def is_enabled(node: dict[str, Any]) -> bool:
-    return node_data(node).get("enabled", True) is not False
 
 
 def idempotency_key(run_id: int, node_id: str) -> str:
@@ -105,7 +103,7 @@ async def run_integrations(
 
 
 def _work_by_plugin(run: WorkflowRun, plugins: PluginHost) -> dict[str, list[dict[str, Any]]]:
-    """Node dicts per completion plugin, for plugins with at least one enabled node."""
+    """Node dicts per completion plugin, for plugins with at least one node of their types."""
     registry = plugins.registry
     capable = set(registry.packages_with_completion())
     grouped: dict[str, list[dict[str, Any]]] = {}
@@ -113,7 +111,7 @@ def _work_by_plugin(run: WorkflowRun, plugins: PluginHost) -> dict[str, list[dic
         owner = registry.package_for_type(str(node.get("type")))
         if owner in capable:
             grouped.setdefault(owner, []).append(node)
-    return {name: nodes for name, nodes in grouped.items() if any(map(is_enabled, nodes))}
+    return grouped
 
 
 @dataclass
@@ -134,7 +132,7 @@ class _PluginJob:
         outcome = PluginOutcome(self.name, self.manifest.completion.phase, "skipped")
         report.outcomes.append(outcome)
         recorded = await self.store.recorded_nodes(self.workflow_run.id)
-        pending = [n for n in self.nodes if is_enabled(n) and str(n.get("id")) not in recorded]
+        pending = [n for n in self.nodes if str(n.get("id")) not in recorded]
         outcome.nodes = [str(n.get("id")) for n in pending]
         if not pending:
             return
@@ -157,8 +155,8 @@ class _PluginJob:
                 logger.warning(
                     "plugin %r completion attempt %d failed: %s", self.name, attempt, exc
                 )
-                if attempt == policy.max_attempts:
-                    raise
+                if attempt == policy.max_attempts or exc.data.get("deterministic"):
+                    raise  # a deterministic error fails the same way on every attempt
                 ceiling = policy.backoff_s * 2 ** (attempt - 1)
                 await self.sleep(random.uniform(ceiling / 2, ceiling))
         raise AssertionError("unreachable: max_attempts >= 1")
@@ -236,7 +234,10 @@ class _PluginJob:
             else outcome.attempts
         )
         message = self.scrubber.scrub_text(str(error))
-        failures = {
+        failures: dict[str, Any] = {
+            f"integration_{self.name}": {"error": "completion_handler_failed"},  # the reference's
+        }
+        failures |= {
             str(node.get("id")): {
                 "node_id": str(node.get("id")),
                 "plugin": self.name,
@@ -247,7 +248,7 @@ class _PluginJob:
             for node in pending
         }
         await self.store.merge_annotations(self.workflow_run.id, failures, writer=HOST_WRITER)
-        for node_id in failures:
+        for node_id in (str(node.get("id")) for node in pending):
             await self.store.record_node_result(
                 self.workflow_run.id, node_id, plugin=self.name, status="failed", attempts=attempts
             )

@@ -1,7 +1,7 @@
 """Live call layer: the contract's host-side objects — runtime context and runtime sessions.
 
 Contract: `create_runtime_sessions(context, plugins=...)` selects the plugins that have runtime
-support and at least one enabled node of their types in `context.workflow_graph` (plugins without
+support and at least one node of their types in `context.workflow_graph` (plugins without
 one start no process), opens one plugin session per plugin per run, concurrently (`runtime.open`,
 with a context redacted for that plugin), and returns `HostRuntimeSession`s with the contract's
 `attach(task)` and `async on_call_finished(*, gathered_context)`. All sessions of a run share one
@@ -119,13 +119,16 @@ class HostRuntimeSession:
 async def create_runtime_sessions(
     context: IntegrationRuntimeContext, *, plugins: PluginHost
 ) -> list[HostRuntimeSession]:
-    """Open one session per runtime plugin with an enabled node in the run's graph."""
+    """Open one session per runtime plugin with a node of its types in the run's graph.
+
+    Which of its nodes are enabled is the plugin's business (the contract names no field).
+    """
     registry = plugins.registry
     if not registry.packages():
         await registry.refresh()
     plugins.scrubber.add(secret_values(context.workflow_graph or {}, registry.sensitive_fields))
     plugins.scrubber.add(credential_values(context.user_config or {}))
-    wanted = _plugins_with_enabled_nodes(context.workflow_graph or {}, plugins)
+    wanted = _plugins_with_nodes(context.workflow_graph or {}, plugins)
     bridge = RunBridge(context.workflow_run_id)
     opened: dict[str, HostRuntimeSession | None] = {}
 
@@ -143,14 +146,13 @@ async def create_runtime_sessions(
     return sessions
 
 
-def _plugins_with_enabled_nodes(graph: dict[str, Any], plugins: PluginHost) -> list[str]:
+def _plugins_with_nodes(graph: dict[str, Any], plugins: PluginHost) -> list[str]:
     registry = plugins.registry
     capable = set(registry.packages_with_runtime())
     found = {
         owner
         for node in iter_nodes(graph)
         if (owner := registry.package_for_type(str(node.get("type")))) in capable
-        and (node.get("data") or {}).get("enabled", True) is not False
     }
     return sorted(found)
 

@@ -80,6 +80,7 @@ class NodeTypeInfo(_Wire):
     type_name: str
     spec: JSON  # the contract's NodeSpec wire shape, exactly
     sensitive_fields: list[str] = []
+    notes: list[str] = []  # authoring warnings the reference accepts silently (`plugins check`)
 
 
 class RouteInfo(_Wire):

@@ -4,14 +4,15 @@ Contract: `serve_in_memory(package)` serves a package over an in-memory stream p
 `PluginClient`; `run_subprocess(import_name, plugin_dir=...)` runs it in a real child process the
 way the host does (cookie, stdio, `python -m sdk.serve`); `synthetic_call_events()` is a plausible
 live call as events; `check_plugin(client)` / `check_package(...)` run the contract's testing
-expectations — node model validation, spec and example validity, masking round trip when secrets
-exist, runtime snapshot when a collector exists, completion happy path and disabled-node skip —
-and report each one as passed, failed (naming the expectation) or skipped.
+expectations and the reference's spec lint — node model validation, spec shape and lint, examples,
+masking round trip through the host's merge when secrets exist, runtime snapshot when a collector
+exists, completion happy path and disabled-node skip (enable toggle found in the spec) — and report
+each one as passed, failed (naming the expectation), skipped (with the reason) or warning.
 """
 
-from ._checks import CheckReport as CheckReport
-from ._checks import Expectation as Expectation
-from ._checks import ExpectationFailed as ExpectationFailed
+from ._checker import CheckReport as CheckReport
+from ._checker import Expectation as Expectation
+from ._checker import ExpectationFailed as ExpectationFailed
 from ._checks import check_package as check_package
 from ._checks import check_plugin as check_plugin
 from ._checks import import_plugin as import_plugin

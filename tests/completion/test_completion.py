@@ -97,9 +97,10 @@ async def test_phases_run_in_order_and_later_phases_see_earlier_annotations(
     assert report.public_token
 
 
-async def test_a_plugin_with_only_disabled_nodes_is_never_called(
+async def test_a_plugin_with_only_disabled_nodes_is_called_and_decides_itself(
     tmp_path: Path, receiver: Receiver
 ) -> None:
+    """As in the reference: any node of its types is work; which are enabled is the plugin's call."""
     with anyio.fail_after(60):
         async with (
             PluginHost(config(tmp_path, receiver)) as plugins,
@@ -109,11 +110,12 @@ async def test_a_plugin_with_only_disabled_nodes_is_never_called(
                 workflow_definition=definition(("off", "sender", False))
             )
             report = await run_integrations(run_id, plugins=plugins, store=store)
-            assert "completion.run" not in plugins.get("sender").stats.methods
+            assert plugins.get("sender").stats.methods["completion.run"].calls == 1
             run = await store.get_run(run_id)
-    assert report.public_token is None  # no post-call work, no public token
+    assert report.public_token  # post-call work exists: a node of a completion plugin's type
     assert run is not None
-    assert run.public_token is None
+    assert "off" not in run.annotations
+    assert not receiver.counts  # the plugin skipped its disabled node: nothing was delivered
 
 
 async def test_a_handler_crashing_twice_then_succeeding_is_recorded_once_with_its_attempts(

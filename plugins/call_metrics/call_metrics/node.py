@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import StringConstraints
+
 from sdk import (
     BaseNodeData,
     GraphConstraints,
@@ -37,8 +41,8 @@ class CallMetricsNodeData(BaseNodeData):
         le=10_000,
         description="Response latency (user stops -> bot starts) a turn should stay under.",
     )
-    report_title: str = spec_field(
-        "Call report", min_length=1, max_length=120, description="Title of the HTML report."
+    report_title: Annotated[str, StringConstraints(min_length=1, max_length=120)] = spec_field(
+        "Call report", description="Title of the HTML report."
     )
 
 

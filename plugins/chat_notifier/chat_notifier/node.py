@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
+
+from pydantic import StringConstraints
 
 from sdk import (
     BaseNodeData,
@@ -52,17 +55,16 @@ class NotifyWhen(StrEnum):
 class ChatNotifierNodeData(BaseNodeData):
     """Where to post, and when."""
 
-    webhook_url: str = spec_field(
+    webhook_url: Annotated[str, StringConstraints(pattern=r"^https?://")] = spec_field(
         ...,
         ui_type=PropertyType.url,
-        pattern=r"^https?://",
         description="The channel's incoming-webhook URL; it is a secret and is masked on read.",
     )
     notify_when: NotifyWhen = spec_field(
         NotifyWhen.always, description="Post after every call, or only when QA failed."
     )
-    message_prefix: str = spec_field(
-        "Call finished", max_length=200, description="First words of the posted message."
+    message_prefix: Annotated[str, StringConstraints(max_length=200)] = spec_field(
+        "Call finished", description="First words of the posted message."
     )
     enabled: bool = spec_field(True, description="Turn notifications off without deleting.")
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import StringConstraints
+
 from sdk import (
     BaseNodeData,
     GraphConstraints,
@@ -42,16 +46,14 @@ TYPE_NAME = "webhook"
 class WebhookNodeData(BaseNodeData):
     """Where and how to deliver the run summary."""
 
-    url: str = spec_field(
+    url: Annotated[str, StringConstraints(pattern=r"^https?://")] = spec_field(
         ...,
         ui_type=PropertyType.url,
         description="The endpoint that receives the JSON payload (http or https).",
-        pattern=r"^https?://",
         placeholder="https://hooks.example.com/voice",
     )
-    signing_secret: str = spec_field(
+    signing_secret: Annotated[str, StringConstraints(min_length=8)] = spec_field(
         ...,
-        min_length=8,
         description="Key for the HMAC-SHA256 signature sent in X-Plugbox-Signature.",
     )
     enabled: bool = spec_field(True, description="Turn delivery off without deleting the node.")

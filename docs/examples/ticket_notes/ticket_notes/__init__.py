@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import model_validator
+from pydantic import StringConstraints, model_validator
 
 from sdk import (
     BaseNodeData,
@@ -49,10 +49,12 @@ TYPE_NAME = "ticket_notes"
     ],
 )
 class TicketNotesNode(BaseNodeData):
-    endpoint: str = spec_field(
-        ..., ui_type=PropertyType.url, pattern=r"^https?://", description="Notes API URL."
+    endpoint: Annotated[str, StringConstraints(pattern=r"^https?://")] = spec_field(
+        ..., ui_type=PropertyType.url, description="Notes API URL."
     )
-    api_token: str = spec_field(..., min_length=8, description="Token for the notes API.")
+    api_token: Annotated[str, StringConstraints(min_length=8)] = spec_field(
+        ..., description="Token for the notes API."
+    )
     enabled: bool = spec_field(True, description="Turn notes off without deleting the node.")
     min_questions: int = spec_field(
         0, ge=0, description="Only file a note from this many questions."
