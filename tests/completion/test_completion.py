@@ -100,7 +100,7 @@ async def test_phases_run_in_order_and_later_phases_see_earlier_annotations(
 async def test_a_plugin_with_only_disabled_nodes_is_called_and_decides_itself(
     tmp_path: Path, receiver: Receiver
 ) -> None:
-    """As in the reference: any node of its types is work; which are enabled is the plugin's call."""
+    """As in the reference: any node of its types is work; the plugin decides what is enabled."""
     with anyio.fail_after(60):
         async with (
             PluginHost(config(tmp_path, receiver)) as plugins,
