@@ -25,6 +25,7 @@ from sdk.protocol import PluginError
 
 from .._host import HostConfig, PluginHost
 from .._masking import iter_nodes
+from ._arq_codec import decode_job, encode_job
 from ._orchestrator import run_integrations
 from ._store import SQLiteRunStore, WorkflowRun
 
@@ -44,7 +45,9 @@ def job_id(run_id: int) -> str:
 
 async def enqueue_run_integrations(run_id: int, *, redis_url: str) -> bool:
     """Queue post-call work for a run on Redis; False when that job already exists."""
-    pool = await create_pool(RedisSettings.from_dsn(redis_url))
+    pool = await create_pool(
+        RedisSettings.from_dsn(redis_url), job_serializer=encode_job, job_deserializer=decode_job
+    )
     try:
         job = await pool.enqueue_job(JOB_NAME, run_id, _job_id=job_id(run_id))
         return job is not None
@@ -132,4 +135,7 @@ def worker_settings(
         "max_tries": MAX_TRIES,
         "job_timeout": start_budget_s + job_timeout_s,
         "handle_signals": True,
+        # JSON with a schema, never ARQ's default pickle (see _arq_codec).
+        "job_serializer": encode_job,
+        "job_deserializer": decode_job,
     }
