@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the system packages the test-suite uses, when this machine lets us (root + apt-get).
-# bubblewrap: sandbox layer 2. redis-server: the ARQ scale-out tests. Missing ones make the
+# bubblewrap, setpriv, libseccomp: sandbox layer 2. redis-server: the ARQ scale-out tests. Missing ones make the
 # tests that need them skip with the reason; nothing here is fatal.
 set -u
 want=()
 command -v bwrap >/dev/null 2>&1 || want+=(bubblewrap)
 command -v redis-server >/dev/null 2>&1 || want+=(redis-server)
+command -v setpriv >/dev/null 2>&1 || want+=(util-linux)  # setpriv: drops root inside bwrap
+ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' || want+=(libseccomp2)  # the seccomp filter
 [ ${#want[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     echo "system-deps: ${want[*]} missing and cannot be installed here (need root and apt-get); dependent tests will skip" >&2

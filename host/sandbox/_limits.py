@@ -62,12 +62,12 @@ def make_preexec(
         os.setsid()
         os.umask(0o077)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        for step in steps:  # first: joining a cgroup opens files, which a low NOFILE would stop
+            step()
         for kind, value in pairs:
             resource.setrlimit(kind, (value, value))
         if cpu:
             resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + _CPU_GRACE_S))
-        for step in steps:
-            step()
 
     return preexec
 

@@ -16,16 +16,19 @@ import functools
 import logging
 import os
 import subprocess
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 from sdk.protocol import SandboxError
 
 from ._base import Diagnoser, LaunchSpec, RunningProcess, SandboxLimits
-from ._bwrap import bwrap_argv, bwrap_path
+from ._bwrap import Identity, bwrap_argv, bwrap_path, give_data_dir, plugin_identity, setpriv_path
 from ._cgroup import CgroupSupport, PluginCgroup, detect_cgroups
 from ._limits import diagnose_rlimits, make_preexec, plugin_environment
+from ._seccomp import seccomp_fd, seccomp_unavailable
 
 logger = logging.getLogger("plugbox.sandbox")
 PROBE_TIMEOUT_S = 10.0  # a bwrap probe is a 50 ms affair; anything slower is broken
@@ -62,19 +65,42 @@ def probe_layers() -> tuple[LayerStatus, ...]:
 
 
 def _probe_bwrap() -> LayerStatus:
+    """The hardened line for real: seccomp filter, no capability, the plugin uid as root."""
     executable = bwrap_path()
     if executable is None:
         return LayerStatus(LAYER_BWRAP, False, "bwrap not found on PATH", _HINTS[LAYER_BWRAP])
-    argv = [executable, "--die-with-parent", "--unshare-pid", "--unshare-net"]
-    argv += ["--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--", "/bin/true"]
+    unavailable = seccomp_unavailable()
+    identity = plugin_identity("probe")
+    if identity.switched and setpriv_path() is None:
+        unavailable = "setpriv (util-linux) not found: needed to drop root inside bubblewrap"
+    if unavailable is not None:
+        return LayerStatus(LAYER_BWRAP, False, unavailable, _HINTS[LAYER_BWRAP])
     try:
-        done = subprocess.run(argv, capture_output=True, timeout=PROBE_TIMEOUT_S, check=False)
+        done = _run_probe(executable, identity)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return LayerStatus(LAYER_BWRAP, False, f"bwrap failed to run: {exc}", _HINTS[LAYER_BWRAP])
     if done.returncode != 0:
         reason = done.stderr.decode(errors="replace").strip()[:200]
         return LayerStatus(LAYER_BWRAP, False, f"bwrap refused: {reason}", _HINTS[LAYER_BWRAP])
-    return LayerStatus(LAYER_BWRAP, True, f"{executable}: namespaces for pid, net, ipc, uts")
+    who = f"uid {identity.uid}" if identity.switched else "a user namespace"
+    detail = f"{executable}: namespaces for pid, net, ipc, uts; {who}, no capability, seccomp"
+    return LayerStatus(LAYER_BWRAP, True, detail)
+
+
+def _run_probe(executable: str, identity: Identity) -> subprocess.CompletedProcess[bytes]:
+    fd = seccomp_fd()
+    try:
+        with tempfile.TemporaryDirectory(prefix="plugbox-probe-") as scratch:
+            where = Path(scratch)
+            spec = LaunchSpec("probe", ["/bin/true"], data_dir=where, plugin_dir=where)
+            argv = bwrap_argv(
+                spec, executable, identity=identity, seccomp_fd=fd, setpriv=setpriv_path()
+            )
+            return subprocess.run(
+                argv, capture_output=True, timeout=PROBE_TIMEOUT_S, check=False, pass_fds=(fd,)
+            )
+    finally:
+        os.close(fd)
 
 
 def _probe_cgroup() -> LayerStatus:
@@ -149,12 +175,22 @@ async def launch(
         diagnosers.insert(0, group.diagnose)
         cleanups.append(group.remove)
     argv = spec.argv
+    pass_fds: tuple[int, ...] = ()
     if LAYER_BWRAP in layers:
         executable = bwrap_path()
         assert executable is not None
-        argv = bwrap_argv(spec, executable)
+        identity = plugin_identity(spec.name)
+        give_data_dir(spec, identity)
+        fd = seccomp_fd()
+        pass_fds = (fd,)
+        setpriv = setpriv_path()
+        argv = bwrap_argv(spec, executable, identity=identity, seccomp_fd=fd, setpriv=setpriv)
     preexec = make_preexec(spec.limits, steps)
-    return await _spawn(spec, argv, env, preexec, layers, diagnosers, cleanups)
+    try:
+        return await _spawn(spec, argv, env, preexec, layers, diagnosers, cleanups, pass_fds)
+    finally:
+        for fd in pass_fds:
+            os.close(fd)
 
 
 async def _spawn(
@@ -165,6 +201,7 @@ async def _spawn(
     layers: tuple[str, ...],
     diagnosers: list[Diagnoser],
     cleanups: list[Callable[[], Awaitable[None]]],
+    pass_fds: tuple[int, ...] = (),
 ) -> RunningProcess:
     spec.data_dir.mkdir(parents=True, exist_ok=True)
     # Our own pipe for stdout, so the wire can be decoded in the loop's data callback (asyncio's
@@ -180,6 +217,7 @@ async def _spawn(
             cwd=spec.data_dir,
             env=env,
             preexec_fn=preexec,
+            pass_fds=pass_fds,
             limit=2**24,
         )
     except BaseException:
