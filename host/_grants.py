@@ -69,6 +69,8 @@ class PluginGrant(_Strict):
     writable_paths: tuple[str, ...] = ()
     limits: dict[str, int] = Field(default_factory=dict)
     declined: tuple[str, ...] = ()
+    # Also serve the plugin's routes at the reference platform's `/api/v1/<router prefix>/...`.
+    reference_routes: bool = False
 
     @model_validator(mode="after")
     def _honourable(self) -> PluginGrant:

@@ -1,14 +1,15 @@
 """HTTP layer: the FastAPI application factory a platform mounts or `plugbox serve` runs.
 
 Contract: `create_app(plugins, store)` returns an app with the node-type listing, workflow
-validation and masking, proxied plugin routes, health and metrics, and public run artifacts. The
+validation and masking, proxied plugin routes (also at the reference's `/api/v1/<prefix>` for
+plugins granted `reference_routes`), health and metrics, and public run artifacts. The
 OpenAPI document includes each plugin's routes, taken from the route tables and OpenAPI fragments
 the plugins declare in their spec (no plugin code runs in the host).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -16,8 +17,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from .._redaction import SecretScrubber
-from . import _node_types, _observability, _proxy, _public, _workflows
-from ._state import ApiLimits, ApiState
+from . import _node_types, _observability, _proxy, _public, _reference_routes, _workflows
+from ._state import CORE_NODE_TYPES, ApiLimits, ApiState
 
 if TYPE_CHECKING:
     from .._host import PluginHost
@@ -34,9 +35,19 @@ def create_app(
     *,
     limits: ApiLimits | None = None,
     scrubber: SecretScrubber | None = None,
+    core_node_types: Iterable[str] = CORE_NODE_TYPES,
 ) -> FastAPI:
-    """Build the plugbox API over a running `PluginHost` (and a run store for public artifacts)."""
-    state = ApiState(plugins, store, limits or ApiLimits(), scrubber or plugins.scrubber)
+    """Build the plugbox API over a running `PluginHost` (and a run store for public artifacts).
+
+    `core_node_types` are the platform's own node types: validation knows them without a plugin.
+    """
+    state = ApiState(
+        plugins,
+        store,
+        limits or ApiLimits(),
+        scrubber or plugins.scrubber,
+        core_node_types=frozenset(core_node_types),
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -48,6 +59,13 @@ def create_app(
     for module in (_node_types, _workflows, _observability, _public):
         app.include_router(module.router)
     app.mount(_proxy.PREFIX, _proxy.PluginRoutes(state))
+    if any(grant.reference_routes for grant in plugins.grants.plugins.values()):
+        reserved = {
+            path.split("/")[3]
+            for route in app.routes
+            if (path := str(getattr(route, "path", ""))).startswith(_reference_routes.PREFIX + "/")
+        }
+        app.mount(_reference_routes.PREFIX, _reference_routes.ReferenceRoutes(state, reserved))
     app.openapi = lambda: _openapi_with_plugins(app, state)  # type: ignore[method-assign]
     return app
 

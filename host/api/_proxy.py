@@ -15,6 +15,7 @@ from typing import Any
 
 from sdk.protocol import HttpRequestParams, HttpResponseResult, Method, PluginError
 
+from .._registry import Registry
 from ._errors import status_for
 from ._state import ApiState
 
@@ -27,7 +28,7 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
-class _Refused(Exception):
+class Refused(Exception):
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
         self.status = status
@@ -43,20 +44,21 @@ class PluginRoutes:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        package, _, rest = _route_path(scope).lstrip("/").partition("/")
+        package = ""
         try:
             registry = await self.state.ready()
+            package, path = self.target(registry, _route_path(scope))
             info = registry.get_package(package)
             if info is None or not info.spec.capabilities.routes:
-                raise _Refused(404, f"plugin {package!r} has no HTTP routes")
-            params = await self._request(scope, receive, "/" + rest)
+                raise Refused(404, f"plugin {package!r} has no HTTP routes")
+            params = await self._request(scope, receive, path)
             result: HttpResponseResult = await self.state.plugins.get(package).call(
                 Method.HTTP_REQUEST,
                 params,
                 result_type=HttpResponseResult,
                 timeout=self.state.limits.route_timeout_s,
             )
-        except _Refused as refused:
+        except Refused as refused:
             await _json(send, refused.status, {"detail": refused.detail, "plugin": package})
             return
         except PluginError as error:
@@ -70,17 +72,22 @@ class PluginRoutes:
             return
         await _respond(send, result)
 
+    def target(self, registry: Registry, path: str) -> tuple[str, str]:
+        """(plugin, path inside its mount point) for a path below this app's mount point."""
+        package, _, rest = path.lstrip("/").partition("/")
+        return package, "/" + rest
+
     async def _request(self, scope: Scope, receive: Receive, path: str) -> HttpRequestParams:
         limits = self.state.limits
         raw: list[tuple[bytes, bytes]] = scope.get("headers", [])
         if len(raw) > limits.max_header_count:
-            raise _Refused(431, f"more than {limits.max_header_count} headers")
+            raise Refused(431, f"more than {limits.max_header_count} headers")
         if sum(len(k) + len(v) for k, v in raw) > limits.max_header_bytes:
-            raise _Refused(431, f"headers exceed {limits.max_header_bytes} bytes")
+            raise Refused(431, f"headers exceed {limits.max_header_bytes} bytes")
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
         declared = next((v for k, v in headers if k.lower() == "content-length"), "")
         if declared.isdigit() and int(declared) > limits.max_body_bytes:
-            raise _Refused(413, f"request body exceeds {limits.max_body_bytes} bytes")
+            raise Refused(413, f"request body exceeds {limits.max_body_bytes} bytes")
         return HttpRequestParams(
             method=scope["method"],
             path=path,
@@ -105,7 +112,7 @@ async def _body(receive: Receive, limit: int) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise _Refused(413, f"request body exceeds {limit} bytes")
+            raise Refused(413, f"request body exceeds {limit} bytes")
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)

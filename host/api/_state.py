@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from ..completion import RunStore
 
 MIB = 1024 * 1024
+# The reference platform's own node types: known to validation, validated by the platform itself.
+CORE_NODE_TYPES = frozenset(
+    {"startCall", "endCall", "agentNode", "globalNode", "trigger", "webhook", "qa"}
+)
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,7 @@ class ApiState:
     store: RunStore | None
     limits: ApiLimits
     scrubber: SecretScrubber = field(default_factory=SecretScrubber)
+    core_node_types: frozenset[str] = CORE_NODE_TYPES
     _loaded: bool = False
     _lock: anyio.Lock = field(default_factory=anyio.Lock)
 

@@ -1,15 +1,17 @@
 """HTTP layer: workflow definitions validated, masked for reading, and secrets merged on save.
 
 Contract: `POST /api/v1/workflows/validate` checks every node through its plugin (batched per
-plugin, model validators included) and every node's graph constraints against the edges, and lists
-every problem with node id, field and message. `POST /api/v1/workflows/mask` masks every sensitive
-field; `POST /api/v1/workflows/merge-secrets` restores real secrets where the incoming value is the
-stored value's mask and refuses (422) a value that still looks masked. Driven only by the specs.
+plugin, model validators included), knows the platform's core node types
+(`ApiState.core_node_types`, validated by the platform, not here), and checks the graph as the
+reference does (`_graph.py`: dangling edges, edge counts, instance counts), listing every problem
+with its kind (node, edge, workflow), id, field and the reference's message.
+`POST /api/v1/workflows/mask` masks every sensitive field; `POST /api/v1/workflows/merge-secrets`
+restores real secrets where the incoming value is the stored value's mask and refuses (422) a value
+that still looks masked. Driven only by the specs.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 from fastapi import APIRouter
@@ -21,6 +23,7 @@ from sdk.protocol import ValidateItem, ValidateOutcome
 from .._masking import MaskedSecretError, iter_nodes, mask_definition, merge_secrets, node_data
 from .._redaction import secret_values
 from .._registry import Registry
+from ._graph import GraphProblem, graph_problems
 from ._state import ApiStateDep
 
 router = APIRouter(prefix="/api/v1/workflows", tags=["workflows"])
@@ -45,6 +48,8 @@ class Problem(BaseModel):
     field: str | None
     message: str
     type: str
+    kind: str = "node"  # "node" | "edge" | "workflow", as the reference's ItemKind
+    edge_id: str | None = None
 
 
 class ValidationReport(BaseModel):
@@ -59,8 +64,13 @@ async def validate_workflow(body: WorkflowDefinition, state: ApiStateDep) -> Val
     definition = body.model_dump()
     state.scrubber.add(secret_values(definition, registry.sensitive_fields))
     nodes = list(iter_nodes(definition))
-    problems = await _node_problems(nodes, registry)
-    problems += _graph_problems(nodes, definition.get("edges") or [], registry)
+    problems = await _node_problems(nodes, registry, state.core_node_types)
+    problems += [
+        _problem(found)
+        for found in graph_problems(
+            nodes, definition.get("edges") or [], registry.get_node_spec, registry.all_node_specs()
+        )
+    ]
     return ValidationReport(valid=not problems, problems=problems)
 
 
@@ -93,12 +103,16 @@ async def merge_workflow_secrets(
         return JSONResponse({"detail": problems}, status_code=422)
 
 
-async def _node_problems(nodes: list[dict[str, Any]], registry: Registry) -> list[Problem]:
+async def _node_problems(
+    nodes: list[dict[str, Any]], registry: Registry, core_types: frozenset[str]
+) -> list[Problem]:
     problems: list[Problem] = []
     items: list[ValidateItem] = []
     owners: list[str] = []
     for node in nodes:
         node_id, type_name = str(node.get("id")), str(node.get("type"))
+        if type_name in core_types and registry.get_node_spec(type_name) is None:
+            continue  # the platform's own node type: its data is the platform's to validate
         if registry.get_node_spec(type_name) is None:
             problems.append(
                 Problem(
@@ -130,29 +144,12 @@ def _outcome_problems(node_id: str, outcome: ValidateOutcome) -> list[Problem]:
     ]
 
 
-def _graph_problems(
-    nodes: list[dict[str, Any]], edges: list[dict[str, Any]], registry: Registry
-) -> list[Problem]:
-    incoming = Counter(str(edge.get("target")) for edge in edges if isinstance(edge, dict))
-    outgoing = Counter(str(edge.get("source")) for edge in edges if isinstance(edge, dict))
-    problems: list[Problem] = []
-    for node in nodes:
-        node_id = str(node.get("id"))
-        spec = registry.get_node_spec(str(node.get("type")))
-        constraints = (spec or {}).get("graph_constraints") or {}
-        for direction, count in (("incoming", incoming[node_id]), ("outgoing", outgoing[node_id])):
-            message = _bound_violation(direction, count, constraints)
-            if message:
-                problems.append(
-                    Problem(node_id=node_id, field=None, message=message, type="graph_constraint")
-                )
-    return problems
-
-
-def _bound_violation(direction: str, count: int, constraints: dict[str, Any]) -> str | None:
-    low, high = constraints.get(f"min_{direction}"), constraints.get(f"max_{direction}")
-    if isinstance(low, int) and count < low:
-        return f"needs at least {low} {direction} edge(s), has {count}"
-    if isinstance(high, int) and count > high:
-        return f"allows at most {high} {direction} edge(s), has {count}"
-    return None
+def _problem(found: GraphProblem) -> Problem:
+    return Problem(
+        node_id=found.id if found.kind == "node" else None,
+        edge_id=found.id if found.kind == "edge" else None,
+        field=found.field,
+        message=found.message,
+        type=found.type,
+        kind=found.kind,
+    )
