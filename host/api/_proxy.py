@@ -4,7 +4,8 @@ Contract: one generic ASGI app serves every plugin (no per-plugin code in the ho
 checked against `ApiLimits` (413 for a large body, 431 for too many or too large headers), sent to
 the plugin as `http.request`, and the plugin's status, headers and body are returned. Plugin
 failures map to 502/503/504 with a JSON body naming the plugin. It is a plain ASGI app, not a
-FastAPI route: the proxy is a hot path and needs no request parsing of its own.
+FastAPI route: the proxy is a hot path and needs no request parsing of its own. `target` maps a
+path to (plugin, path inside it); `_reference_routes.ReferenceRoutes` overrides only that.
 """
 
 from __future__ import annotations
