@@ -1,4 +1,8 @@
-"""Supervisor layer: per-method call statistics (counts, errors, latency percentiles)."""
+"""Supervisor layer: per-method call statistics (counts, errors, latency percentiles, histogram).
+
+The histogram (`LATENCY_BUCKETS_S`, cumulative counts and a sum, as Prometheus wants them) counts
+every call since start; the percentiles are over the last `SAMPLES` calls.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 SAMPLES = 2048  # latencies kept per method: enough for a stable p99
+# Upper bounds in seconds: a ping takes a millisecond, a completion delivery seconds.
+LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
 @dataclass
@@ -13,6 +19,24 @@ class MethodStats:
     calls: int = 0
     errors: int = 0
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=SAMPLES))
+    bucket_counts: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS_S))
+    sum_s: float = 0.0
+
+    def observe(self, elapsed_s: float) -> None:
+        self.latencies_ms.append(elapsed_s * 1000.0)
+        self.sum_s += elapsed_s
+        for index, bound in enumerate(LATENCY_BUCKETS_S):
+            if elapsed_s <= bound:
+                self.bucket_counts[index] += 1
+                break
+
+    def cumulative_buckets(self) -> list[tuple[str, float]]:
+        """`(le, count)` pairs, cumulative, ending with `+Inf` (= every call)."""
+        pairs, running = [], 0
+        for bound, count in zip(LATENCY_BUCKETS_S, self.bucket_counts, strict=True):
+            running += count
+            pairs.append((repr(float(bound)), float(running)))
+        return [*pairs, ("+Inf", float(self.calls))]
 
     def percentiles(self) -> dict[str, float | None]:
         ordered = sorted(self.latencies_ms)
@@ -33,7 +57,7 @@ class CallStats:
         stats = self.methods.setdefault(method, MethodStats())
         stats.calls += 1
         stats.errors += 0 if ok else 1
-        stats.latencies_ms.append(elapsed_s * 1000.0)
+        stats.observe(elapsed_s)
 
     @property
     def calls(self) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -35,6 +36,7 @@ from sdk.protocol import (
 )
 
 from ._breaker import CrashBreaker
+from ._counters import COUNTERS, DENIALS
 from ._manifest import Manifest
 from ._process import (
     EXIT_GRACE_S,
@@ -44,8 +46,8 @@ from ._process import (
     describe_exit,
     handshake,
     launch_spec,
-    rss_bytes,
 )
+from ._procinfo import plugin_pid, rss_bytes
 from ._redaction import SecretScrubber
 from ._stats import CallStats
 from ._stderr import StderrPump
@@ -53,6 +55,7 @@ from .sandbox import launch as sandbox_launch
 
 T = TypeVar("T")
 LIVENESS_PING_S = 2.0  # after a timeout: a plugin that cannot answer `ping` is restarted
+RECENT_ERRORS = 10  # failed calls kept per plugin (with the remote traceback) for the dashboard
 logger = logging.getLogger("plugbox.supervisor")
 
 
@@ -98,12 +101,31 @@ class PluginHandle:
         self._handlers: dict[str, tuple[RequestHandler, Any]] = {}
         self._last_used = time.monotonic()
         self._in_flight = 0
+        self._plugin_pid: tuple[PluginProcess, int] | None = None  # resolved once per process
+        self.recent_errors: deque[dict[str, Any]] = deque(maxlen=RECENT_ERRORS)
 
     # -- public API -----------------------------------------------------------------------------
 
     @property
     def pid(self) -> int | None:
         return self._proc.process.pid if self._proc and self.state is ProcessState.READY else None
+
+    @property
+    def plugin_pid(self) -> int | None:
+        """The pid of the plugin's own process (below bwrap, when bwrap wraps it)."""
+        proc = self._proc if self.state is ProcessState.READY else None
+        if proc is None:
+            return None
+        if self._plugin_pid is None or self._plugin_pid[0] is not proc:
+            found = plugin_pid(proc.process.pid)
+            if found is None:
+                return None
+            self._plugin_pid = (proc, found)
+        return self._plugin_pid[1]
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -137,10 +159,12 @@ class PluginHandle:
         except ConnectionClosed:
             error = await self._crash_error(method)
             self.stats.record(method, time.perf_counter() - started, ok=False)
+            self._remember(error)
             raise error from None
         except PluginError as exc:
             self.stats.record(method, time.perf_counter() - started, ok=False)
             exc.plugin, exc.method = exc.plugin or self.name, exc.method or method
+            self._remember(exc)
             if isinstance(exc, PluginTimeout):
                 self._tg.start_soon(self._check_alive)
             raise
@@ -182,16 +206,37 @@ class PluginHandle:
             await proc.stop()
             self.state = ProcessState.STOPPED
 
+    async def restart(self) -> PluginProcess:
+        """Stop the process through the shutdown ladder (if any) and start a fresh one."""
+        async with self._start_lock:
+            await self.aclose()
+            return await self._start_once()  # counted as a restart when it had started before
+
+    def _remember(self, error: PluginError) -> None:
+        data = error.data if isinstance(error.data, dict) else {}
+        self.recent_errors.append(
+            {
+                "ts": time.time(),
+                "method": error.method,
+                "type": type(error).__name__,
+                "message": self.scrubber.scrub_text(error.message),
+                "traceback": self.scrubber.scrub_text(str(data.get("traceback") or "")) or None,
+            }
+        )
+
     def status(self) -> dict[str, Any]:
         """Live figures for `/api/v1/plugins` and `/metrics` (no plugin data in here)."""
         proc = self._proc if self.state is ProcessState.READY else None
+        pid = self.plugin_pid
         return {
             "name": self.name,
             "version": self.manifest.version,
             "state": self.state.value,
             "sandbox_layers": list(self.layers),
-            "pid": proc.process.pid if proc else None,
-            "rss_bytes": rss_bytes(proc.process.pid) if proc else None,
+            "pid": pid,
+            "wrapper_pid": proc.process.pid if proc and proc.process.pid != pid else None,
+            "rss_bytes": rss_bytes(pid) if pid else None,
+            "in_flight": self._in_flight,
             "uptime_s": round(time.monotonic() - proc.started_at, 3) if proc else None,
             "starts": self.starts,
             "restarts": self.restarts,
@@ -199,6 +244,7 @@ class PluginHandle:
             "errors": self.stats.errors,
             "methods": self.stats.as_dict(),
             "last_error": str(self.last_error) if self.last_error else None,
+            "recent_errors": list(self.recent_errors),
         }
 
     # -- starting -------------------------------------------------------------------------------
@@ -207,6 +253,7 @@ class PluginHandle:
         wait = self._breaker.open_for()
         if wait is not None:
             self.state = ProcessState.CIRCUIT_OPEN
+            COUNTERS.inc(DENIALS, plugin=self.name, reason="circuit_open")
             raise CircuitOpen(
                 f"circuit open after repeated crashes; next try in {wait:.1f} s "
                 f"(last error: {self.last_error})",
@@ -280,6 +327,8 @@ class PluginHandle:
         if self.state is ProcessState.READY:
             self._breaker.record_crash()
             self.last_error = self._exit_error(proc, method=None)
+            if isinstance(self.last_error.data, dict) and "limit" in self.last_error.data:
+                COUNTERS.inc(DENIALS, plugin=self.name, reason=str(self.last_error.data["limit"]))
             self.state = (
                 ProcessState.CIRCUIT_OPEN if self._breaker.is_open else ProcessState.CRASHED
             )

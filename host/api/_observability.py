@@ -1,9 +1,13 @@
-"""HTTP layer: plugin health (`GET /api/v1/plugins`) and Prometheus metrics (`GET /metrics`).
+"""HTTP layer: plugin status (`GET /api/v1/plugins`), restart, and Prometheus metrics (`/metrics`).
 
-Contract: both read the supervisor's live figures at request time (state, version, sandbox
-layers, pid, RSS, uptime, restarts, calls, errors, latency percentiles per method); `/metrics`
-exposes the same figures in the Prometheus text format, labelled by plugin and method. Labels carry
-only plugin and method names, never data, so no secret can reach a metrics label.
+Contract: both read the supervisor's live figures at request time: state, version, sandbox layers,
+the pid and RSS of the plugin's own process (not its sandbox wrapper), uptime, restarts, calls,
+errors, latency per method, and the plugin's last failed calls with their tracebacks.
+`POST /api/v1/plugins/{name}/restart` stops a plugin through its shutdown ladder and starts it
+again. `/metrics` follows the Prometheus conventions (`_total` counters, `_seconds` histograms,
+`_bytes` gauges, one state gauge per plugin and state); it reports memory only for running
+plugins, so an idle (lazily started) plugin is `state="stopped"`, never a false "down". Labels
+carry only plugin, method, state, reason and outcome names, never data, so no secret can reach one.
 """
 
 from __future__ import annotations
@@ -11,11 +15,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, HTTPException, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
+from sdk.protocol import PluginError
+
+from .._counters import COUNTERS, DELIVERIES, DENIALS, LIVE_DELIVERED, LIVE_DROPPED
+from .._supervisor import ProcessState
 from ._state import ApiStateDep
 
 if TYPE_CHECKING:
@@ -23,11 +36,52 @@ if TYPE_CHECKING:
 
 router = APIRouter(tags=["health"])
 
+# Process-wide counters: (metric name, help, label names).
+_COUNTER_FAMILIES = (
+    (
+        LIVE_DROPPED,
+        "plugbox_live_events_dropped_total",
+        "Live call events lost before a plugin finished with them, by where they were lost",
+        ("plugin", "reason"),
+    ),
+    (
+        LIVE_DELIVERED,
+        "plugbox_live_events_delivered_total",
+        "Live call events received by a plugin that then finished the call",
+        ("plugin",),
+    ),
+    (
+        DELIVERIES,
+        "plugbox_completion_deliveries_total",
+        "Post-call completion node results, by outcome",
+        ("plugin", "outcome"),
+    ),
+    (
+        DENIALS,
+        "plugbox_plugin_denials_total",
+        "Calls refused by an open circuit and processes killed by a sandbox limit",
+        ("plugin", "reason"),
+    ),
+)
+
 
 @router.get("/api/v1/plugins")
 async def list_plugins(state: ApiStateDep) -> dict[str, Any]:
     """Per plugin: state, version, sandbox layers, process figures and call statistics."""
     return {"plugins": plugin_rows(state.plugins)}
+
+
+@router.post("/api/v1/plugins/{name}/restart")
+async def restart_plugin(name: str, state: ApiStateDep) -> dict[str, Any]:
+    """Stop the plugin through its shutdown ladder and start a fresh process."""
+    if name not in state.plugins.manifests:
+        raise HTTPException(404, f"Unknown plugin: {name!r}")
+    handle = state.plugins.get(name)
+    try:
+        await handle.restart()
+    except PluginError as exc:
+        raise HTTPException(502, f"plugin {name!r} did not start again: {exc.message}") from None
+    return handle.status()
 
 
 @router.get("/metrics", include_in_schema=False)
@@ -40,48 +94,69 @@ async def metrics(state: ApiStateDep) -> Response:
 
 def plugin_rows(plugins: PluginHost) -> list[dict[str, Any]]:
     """One status dict per discovered plugin, sorted by name."""
-    return [plugins.get(name).status() for name in plugins.manifests]
+    return [plugins.get(name).status() for name in sorted(plugins.manifests)]
 
 
 class PluginCollector(Collector):
-    """Builds metric families from the plugins' status at scrape time."""
+    """Builds metric families from the plugins' status and the counters at scrape time."""
 
     def __init__(self, plugins: PluginHost) -> None:
         self._plugins = plugins
 
     def collect(self) -> Iterator[Metric]:
-        rows = plugin_rows(self._plugins)
-        up = GaugeMetricFamily(
-            "plugbox_plugin_up", "1 when the plugin process is ready", labels=["plugin"]
+        yield from self._per_plugin()
+        yield from self._per_method()
+        for key, name, documentation, labels in _COUNTER_FAMILIES:
+            family = CounterMetricFamily(name, documentation, labels=list(labels))
+            for label_values, value in sorted(COUNTERS.samples(key), key=lambda s: str(s[0])):
+                family.add_metric([label_values.get(label, "") for label in labels], value)
+            yield family
+
+    def _per_plugin(self) -> Iterator[Metric]:
+        state = GaugeMetricFamily(
+            "plugbox_plugin_state",
+            "1 for the plugin's current process state, 0 for the others",
+            labels=["plugin", "state"],
         )
         rss = GaugeMetricFamily(
-            "plugbox_plugin_rss_bytes", "Resident memory of the plugin process", labels=["plugin"]
+            "plugbox_plugin_resident_memory_bytes",
+            "Resident memory of the plugin's own process (running plugins only)",
+            labels=["plugin"],
         )
         restarts = CounterMetricFamily(
-            "plugbox_plugin_restarts", "Restarts after a crash", labels=["plugin"]
+            "plugbox_plugin_restarts", "Process starts after the first one", labels=["plugin"]
         )
+        in_flight = GaugeMetricFamily(
+            "plugbox_plugin_calls_in_flight", "Calls waiting for an answer", labels=["plugin"]
+        )
+        for row in plugin_rows(self._plugins):
+            name = row["name"]
+            for candidate in ProcessState:
+                state.add_metric([name, candidate.value], float(row["state"] == candidate.value))
+            if row.get("rss_bytes") is not None:
+                rss.add_metric([name], float(row["rss_bytes"]))
+            restarts.add_metric([name], float(row.get("restarts") or 0))
+            in_flight.add_metric([name], float(row.get("in_flight") or 0))
+        yield from (state, rss, restarts, in_flight)
+
+    def _per_method(self) -> Iterator[Metric]:
         calls = CounterMetricFamily(
-            "plugbox_plugin_calls", "Calls per method", labels=["plugin", "method"]
+            "plugbox_plugin_calls", "Calls to a plugin, by method", labels=["plugin", "method"]
         )
         errors = CounterMetricFamily(
-            "plugbox_plugin_errors", "Failed calls per method", labels=["plugin", "method"]
+            "plugbox_plugin_call_errors", "Failed calls, by method", labels=["plugin", "method"]
         )
-        latency = GaugeMetricFamily(
-            "plugbox_plugin_call_latency_seconds",
-            "Call latency percentiles per method",
-            labels=["plugin", "method", "quantile"],
+        latency = HistogramMetricFamily(
+            "plugbox_plugin_call_duration_seconds",
+            "Time from sending a call to its answer, by method",
+            labels=["plugin", "method"],
         )
-        for row in rows:
-            name = row["name"]
-            up.add_metric([name], 1.0 if row["state"] == "ready" else 0.0)
-            rss.add_metric([name], float(row.get("rss_bytes") or 0))
-            restarts.add_metric([name], float(row.get("restarts") or 0))
-            for method, figures in (row.get("methods") or {}).items():
-                calls.add_metric([name, method], float(figures.get("calls", 0)))
-                errors.add_metric([name, method], float(figures.get("errors", 0)))
-                for quantile in ("p50", "p90", "p99"):
-                    value = figures.get(f"{quantile}_ms")
-                    if value is not None:
-                        label = "0." + quantile[1:]
-                        latency.add_metric([name, method, label], float(value) / 1000.0)
-        yield from (up, rss, restarts, calls, errors, latency)
+        for name in sorted(self._plugins.manifests):
+            stats = self._plugins.get(name).stats
+            for method, figures in sorted(stats.methods.items()):
+                calls.add_metric([name, method], float(figures.calls))
+                errors.add_metric([name, method], float(figures.errors))
+                latency.add_metric(
+                    [name, method], figures.cumulative_buckets(), sum_value=figures.sum_s
+                )
+        yield from (calls, errors, latency)

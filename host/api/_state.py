@@ -8,7 +8,7 @@ the spec cache (no plugin process when warm) and again only after `invalidate()`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 from fastapi import Depends, Request
@@ -46,6 +46,7 @@ class ApiState:
     limits: ApiLimits
     scrubber: SecretScrubber = field(default_factory=SecretScrubber)
     core_node_types: frozenset[str] = CORE_NODE_TYPES
+    worker: Any = None  # an `EmbeddedWorker` run by the embedding process, for `/readyz`
     _loaded: bool = False
     _lock: anyio.Lock = field(default_factory=anyio.Lock)
 

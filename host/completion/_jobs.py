@@ -63,6 +63,7 @@ class EmbeddedWorker:
         self._wake = anyio.Event()
         self._stopping = False
         self._idle = anyio.Event()
+        self.alive = False  # True while `run()` is claiming jobs (`/readyz` reads it)
 
     def wake(self) -> None:
         self._wake.set()
@@ -75,15 +76,19 @@ class EmbeddedWorker:
         """Claim and run jobs until `drain()`."""
         limiter = anyio.Semaphore(self.concurrency)
         await self.recover()
-        async with anyio.create_task_group() as group:
-            while not self._stopping:
-                await limiter.acquire()
-                run_id = await self._claim()
-                if run_id is None:
-                    limiter.release()
-                    await self._wait_for_work()
-                    continue
-                group.start_soon(self._run_job, run_id, limiter)
+        self.alive = True
+        try:
+            async with anyio.create_task_group() as group:
+                while not self._stopping:
+                    await limiter.acquire()
+                    run_id = await self._claim()
+                    if run_id is None:
+                        limiter.release()
+                        await self._wait_for_work()
+                        continue
+                    group.start_soon(self._run_job, run_id, limiter)
+        finally:
+            self.alive = False
         self._idle.set()
 
     async def run_until_empty(self) -> None:

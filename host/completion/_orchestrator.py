@@ -31,6 +31,7 @@ from sdk.protocol import (
     PluginError,
 )
 
+from .._counters import COUNTERS, DELIVERIES
 from .._manifest import PHASE_ORDER, Manifest
 from .._masking import iter_nodes
 from .._redaction import SecretScrubber, redact_for_plugin, secret_values
@@ -142,6 +143,7 @@ class _PluginJob:
             await self._record_success(result, pending, outcome)
         except (PluginError, ResultError) as exc:
             await self._record_failure(exc, pending, outcome)
+        COUNTERS.inc(DELIVERIES, len(pending), plugin=self.name, outcome=outcome.status)
 
     async def _call_with_retries(
         self, nodes: list[dict[str, Any]]
@@ -234,6 +236,11 @@ class _PluginJob:
             else outcome.attempts
         )
         message = self.scrubber.scrub_text(str(error))
+        described: dict[str, Any] = {"type": type(error).__name__, "message": message}
+        # The plugin's own traceback (sent in the error's data) is kept with the node's result.
+        remote = error.data.get("traceback") if isinstance(error.data, dict) else None
+        if remote:
+            described["traceback"] = self.scrubber.scrub_text(str(remote))
         failures: dict[str, Any] = {
             f"integration_{self.name}": {"error": "completion_handler_failed"},  # the reference's
         }
@@ -242,7 +249,7 @@ class _PluginJob:
                 "node_id": str(node.get("id")),
                 "plugin": self.name,
                 "status": "failed",
-                "error": {"type": type(error).__name__, "message": message},
+                "error": described,
                 "attempts": attempts,
             }
             for node in pending

@@ -6,7 +6,10 @@ plugin queue subscribed to its kind; a full queue (or one whose plugin is gone) 
 counts it. One host-owned pump per queue sends what is queued in batches as `runtime.events`
 notifications; a slow or dead plugin only fills and overflows its own queue, never the pipeline's
 or another plugin's. After the call `drain(timeout)` sends what is left (pipecat cancels observer
-tasks at teardown; the host's pumps outlive them), bounded, and counts the rest as dropped.
+tasks at teardown; the host's pumps outlive them), bounded, and counts the rest as dropped. Every
+loss is also counted where it happens in `plugbox_live_events_dropped_total{plugin, reason}`:
+`overflow`, `plugin_gone`, `deadline`, and `process_died` for events already handed to a process
+that died before finishing the call (they were in its pipe or its session: no snapshot has them).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from typing import Any
 import anyio
 
 from sdk.protocol import LiveEvent, PluginError, RuntimeEventsParams
+
+from .._counters import COUNTERS, LIVE_DELIVERED, LIVE_DROPPED
 
 logger = logging.getLogger("plugbox.runtime")
 QUEUE_CAPACITY = 10_000  # events held per plugin: about a minute of a busy call
@@ -64,9 +69,9 @@ class PluginQueue:
     def offer(self, event: LiveEvent) -> None:
         """Queue an event without waiting; drop and count it when the queue is full."""
         if self.failure is not None or len(self.events) >= self.capacity:
-            if self.dropped == 0:
+            if self.dropped == 0 and self.failure is None:
                 logger.warning("plugin %r is not keeping up: dropping live events", self.plugin)
-            self.dropped += 1
+            self._drop(1, "plugin_gone" if self.failure is not None else "overflow")
             return
         self.events.append(event)
         if not self._ready.is_set():
@@ -103,7 +108,7 @@ class PluginQueue:
 
     def _fail(self, exc: PluginError, *, unsent: int) -> None:
         self.failure = exc
-        self.dropped += unsent + len(self.events)
+        self._drop(unsent + len(self.events), "plugin_gone")
         self.events.clear()
         logger.warning("plugin %r stopped receiving live events: %s", self.plugin, exc)
 
@@ -119,8 +124,21 @@ class PluginQueue:
                 self.plugin,
                 len(self.events),
             )
-            self.dropped += len(self.events)
+            self._drop(len(self.events), "deadline")
             self.events.clear()
+
+    def _drop(self, count: int, reason: str) -> None:
+        self.dropped += count
+        COUNTERS.inc(LIVE_DROPPED, count, plugin=self.plugin, reason=reason)
+
+    def lost_with_process(self) -> None:
+        """The plugin died before finishing: what it was handed is lost with it."""
+        lost, self.delivered = self.delivered, 0
+        self._drop(lost, "process_died")
+
+    def finished(self) -> None:
+        """The plugin answered `runtime.finish`: what it was handed is delivered for good."""
+        COUNTERS.inc(LIVE_DELIVERED, self.delivered, plugin=self.plugin)
 
 
 class RunBridge:

@@ -25,6 +25,7 @@ from sdk.protocol import (
     ContextMessagesResult,
     InvalidParams,
     Method,
+    PluginCrashed,
     PluginError,
     RuntimeContextWire,
     RuntimeFinishParams,
@@ -95,14 +96,20 @@ class HostRuntimeSession:
             await queue.drain(DRAIN_TIMEOUT_S)
             lost = queue.failure or queue.check()
             if lost is not None:
+                queue.lost_with_process()
                 raise lost
             params = RuntimeFinishParams(queue.session_id, gathered_context, queue.dropped)
-            result: RuntimeFinishResult = await handle.call(
-                Method.RUNTIME_FINISH,
-                params,
-                result_type=RuntimeFinishResult,
-                timeout=FINISH_TIMEOUT_S,
-            )
+            try:
+                result: RuntimeFinishResult = await handle.call(
+                    Method.RUNTIME_FINISH,
+                    params,
+                    result_type=RuntimeFinishResult,
+                    timeout=FINISH_TIMEOUT_S,
+                )
+            except PluginCrashed:
+                queue.lost_with_process()
+                raise
+            queue.finished()
         finally:
             _providers.pop(queue.session_id, None)
         if queue.dropped:

@@ -173,7 +173,7 @@ async def test_plugin_health_and_prometheus_metrics(api: Api) -> None:
     assert rows["echo_routes"]["methods"]["http.request"]["calls"] >= 1
     text = (await client.get("/metrics")).text
     assert 'plugbox_plugin_calls_total{method="http.request",plugin="echo_routes"}' in text
-    assert 'plugbox_plugin_up{plugin="echo_routes"} 1.0' in text
+    assert 'plugbox_plugin_state{plugin="echo_routes",state="ready"} 1.0' in text
 
 
 async def test_public_artifacts_are_served_by_token_only(api: Api) -> None:
