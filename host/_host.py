@@ -153,12 +153,21 @@ class PluginHost:
                 pythonpath=(sdk_source_dir().parent,),
                 **common,  # type: ignore[arg-type]
             )
-        venv = await self.venvs.ensure(manifest)
+        venv = await self.ensure_venv(manifest)
         return LaunchConfig(python=venv.python, venv_dir=venv.path, **common)  # type: ignore[arg-type]
+
+    async def ensure_venv(self, manifest: Manifest) -> VenvInfo:
+        """The plugin's venv, built only once its grants allow it (interpreter, lock)."""
+        granted = self.effective(manifest)
+        return await self.venvs.ensure(
+            manifest,
+            python=granted.python,
+            require_lock=granted.policy is SandboxPolicy.strict,
+        )
 
     async def install(self) -> dict[str, VenvInfo]:
         """Build (or reuse) every plugin's venv now."""
-        return {name: await self.venvs.ensure(m) for name, m in self.manifests.items()}
+        return {name: await self.ensure_venv(m) for name, m in self.manifests.items()}
 
     async def aclose(self) -> None:
         """Stop every started plugin, in parallel, each through its shutdown ladder."""

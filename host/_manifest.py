@@ -17,6 +17,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ._requirements import parse_requirements
+
 MANIFEST_FILE = "plugin.toml"
 Phase = Literal["qa", "integration", "webhook"]
 PHASE_ORDER: tuple[Phase, ...] = ("qa", "integration", "webhook")
@@ -98,6 +100,12 @@ class Manifest(_Strict):
     limits: Limits = Limits()
     completion: CompletionPolicy = CompletionPolicy()
     directory: Path = Path()
+
+    @field_validator("requirements")
+    @classmethod
+    def _pep508(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # Only PEP 508 names from the operator's index: never an installer option or a URL.
+        return parse_requirements(value)
 
     def source_hash(self) -> str:
         """A content hash of the manifest and every file of the plugin's package."""

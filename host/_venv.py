@@ -7,6 +7,12 @@ are keyed by a hash of the requirements, the interpreter and the SDK's source; a
 reuses the venv without running an installer, a changed one builds a new venv. Builds use uv when
 available (pip otherwise), run under a file lock, go to a temporary directory renamed into place
 when complete, and keep the installer's output for the error of a failed build.
+
+Every installer step runs in the build sandbox (`sandbox.build_command`: no host environment
+beyond the operator's index settings, no capabilities, only the venv being built and the package
+cache writable). Requirements reach the installer through a file, never argv. A plugin's
+`requirements.lock` (`plugbox plugins lock`, hashed) is installed with `--require-hashes`;
+`require_lock` (strict) refuses a plugin with requirements and no current lock.
 """
 
 from __future__ import annotations
@@ -29,10 +35,12 @@ import anyio
 import sdk
 from sdk.protocol import PluginError
 
+from ._lock import LOCK_FILE, current_lock
 from ._manifest import Manifest
+from .sandbox import build_command
 
 MARKER = ".plugbox-venv.json"
-VENV_LAYOUT = 2  # bumped when what a build puts in a venv changes (2: bytecode precompiled)
+VENV_LAYOUT = 3  # bumped when what a build puts in a venv changes (3: sandboxed, locks)
 INSTALL_TIMEOUT_S = 600.0  # a cold install of a heavy requirement on a slow mirror
 OUTPUT_TAIL = 4000  # characters of installer output kept for the error
 Progress = Callable[[str], None]
@@ -87,11 +95,14 @@ class VenvBuilder:
         self.installs = 0  # installer runs by this builder (tests assert reuse with it)
         self._sdk_hash = sdk_hash()
 
-    def key_for(self, manifest: Manifest) -> str:
-        python = manifest.python or str(base_interpreter())
+    def key_for(self, manifest: Manifest, python: str | None = None) -> str:
+        """The venv's key; `python` is the interpreter the operator granted (default: base)."""
+        python = python or str(base_interpreter())
+        lock = current_lock(manifest, sdk_requirements())
         material = json.dumps(
             {
                 "requirements": sorted(manifest.requirements),
+                "lock": hashlib.sha256(lock.encode()).hexdigest() if lock else None,
                 "sdk_requirements": sdk_requirements(),
                 "python": python,
                 "sdk": self._sdk_hash,
@@ -101,12 +112,26 @@ class VenvBuilder:
         )
         return hashlib.sha256(material.encode()).hexdigest()[:24]
 
-    async def ensure(self, manifest: Manifest) -> VenvInfo:
+    async def ensure(
+        self, manifest: Manifest, *, python: str | None = None, require_lock: bool = False
+    ) -> VenvInfo:
         """The venv for `manifest`, built if missing (in a worker thread, under a file lock)."""
-        return await anyio.to_thread.run_sync(self.ensure_sync, manifest)
+        return await anyio.to_thread.run_sync(
+            lambda: self.ensure_sync(manifest, python=python, require_lock=require_lock)
+        )
 
-    def ensure_sync(self, manifest: Manifest) -> VenvInfo:
-        key = self.key_for(manifest)
+    def ensure_sync(
+        self, manifest: Manifest, *, python: str | None = None, require_lock: bool = False
+    ) -> VenvInfo:
+        lock = current_lock(manifest, sdk_requirements())
+        if require_lock and manifest.requirements and lock is None:
+            raise VenvBuildError(
+                f"plugin {manifest.name!r} has requirements but no current {LOCK_FILE}; the "
+                f"strict policy installs only locked, hashed requirements: run `plugbox plugins "
+                f"lock {manifest.directory}`",
+                plugin=manifest.name,
+            )
+        key = self.key_for(manifest, python)
         path = self.root / key
         info = VenvInfo(path, path / "bin" / "python", key, built=False)
         if (path / MARKER).exists():
@@ -115,37 +140,56 @@ class VenvBuilder:
         with _locked(self.root / f"{key}.lock"):
             if (path / MARKER).exists():  # another host built it while we waited
                 return info
-            self._build(manifest, path, key)
+            self._build(manifest, path, key, python or str(base_interpreter()), lock)
         return VenvInfo(path, path / "bin" / "python", key, built=True)
 
-    def _build(self, manifest: Manifest, path: Path, key: str) -> None:
+    def _build(
+        self, manifest: Manifest, path: Path, key: str, python: str, lock: str | None
+    ) -> None:
         staging = path.with_name(f"{key}.building-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
-        python = manifest.python or str(base_interpreter())
+        staging.mkdir(parents=True)
         self.progress(f"{manifest.name}: creating venv {key}")
-        self._run(manifest, _venv_command(staging, python))
+        self._run(manifest, staging, _venv_command(staging, python))
         requirements = [*sdk_requirements(), *manifest.requirements]
-        self.progress(f"{manifest.name}: installing {', '.join(requirements)}")
-        self._run(manifest, _install_command(staging, requirements))
+        listing = staging / ".plugbox-requirements.txt"
+        listing.write_text(lock if lock is not None else "\n".join(requirements) + "\n")
+        shown = f"{LOCK_FILE} (hashes required)" if lock is not None else ", ".join(requirements)
+        self.progress(f"{manifest.name}: installing {shown}")
+        self._run(manifest, staging, _install_command(staging, listing, hashed=lock is not None))
         self.installs += 1
         site = _site_packages(staging)
-        shutil.copytree(
-            sdk_source_dir(), site / "sdk", ignore=shutil.ignore_patterns("__pycache__")
-        )
+        _replace_with_copy(sdk_source_dir(), site / "sdk")
         # Plugins run with a read-only venv, so Python could never cache bytecode there: without
         # this every start would compile pydantic & co. from source (measured: 0.28 s of CPU per
-        # start for the imports alone, 0.15 s compiled).
-        self._run(manifest, [str(staging / "bin" / "python"), "-m", "compileall", "-q", str(site)])
+        # start for the imports alone, 0.15 s compiled). It runs the venv's interpreter (and any
+        # .pth a requirement installed), so it is sandboxed like the installer.
+        compile_step = [str(staging / "bin" / "python"), "-m", "compileall", "-q", str(site)]
+        self._run(manifest, staging, compile_step)
         marker = {"key": key, "requirements": requirements, "sdk": self._sdk_hash}
-        (staging / MARKER).write_text(json.dumps(marker, indent=2))
+        _write_new(staging / MARKER, json.dumps(marker, indent=2))
         shutil.rmtree(path, ignore_errors=True)
         staging.rename(path)
         self.progress(f"{manifest.name}: venv ready")
 
-    def _run(self, manifest: Manifest, command: list[str]) -> None:
+    def _run(self, manifest: Manifest, staging: Path, command: list[str]) -> None:
+        """One installer step in the build sandbox: only `staging` and the cache writable."""
+        uv = _uv()
+        argv, env = build_command(
+            command,
+            writable=[staging, uv_cache_dir()],
+            read_only=[Path(uv)] if uv else [],
+            env={"UV_CACHE_DIR": str(uv_cache_dir())},
+        )
         try:
             done = subprocess.run(
-                command, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S, check=False
+                argv,
+                capture_output=True,
+                text=True,
+                timeout=INSTALL_TIMEOUT_S,
+                check=False,
+                env=env,
+                cwd="/",
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise VenvBuildError(f"installer failed to run: {exc}", plugin=manifest.name) from None
@@ -167,26 +211,56 @@ def _uv() -> str | None:
     return shutil.which("uv")
 
 
+def uv_cache_dir() -> Path:
+    """The host's uv cache (shared by builds: a lock's hashes catch a tampered entry)."""
+    configured = os.environ.get("UV_CACHE_DIR")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "uv"
+
+
 def _venv_command(target: Path, python: str) -> list[str]:
     uv = _uv()
     if uv:
-        return [uv, "venv", "--quiet", "--python", python, str(target)]
+        return [uv, "venv", "--quiet", "--allow-existing", "--python", python, str(target)]
     return [python, "-m", "venv", str(target)]
 
 
-def _install_command(target: Path, requirements: list[str]) -> list[str]:
+def _install_command(target: Path, listing: Path, *, hashed: bool) -> list[str]:
     uv = _uv()
     python = str(target / "bin" / "python")
+    extra = ["--require-hashes"] if hashed else []
     if uv:
-        return [uv, "pip", "install", "--quiet", "--python", python, *requirements]
-    return [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *requirements]
+        return [uv, "pip", "install", "--quiet", "--python", python, *extra, "-r", str(listing)]
+    pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    return [*pip, *extra, "-r", str(listing)]
 
 
 def _site_packages(venv: Path) -> Path:
+    """site-packages, refused unless it really lies inside `venv` (the build could plant links)."""
     found = sorted(venv.glob("lib/python*/site-packages"))
-    if not found:
-        raise VenvBuildError(f"no site-packages in {venv}")
+    if not found or not found[0].resolve().is_relative_to(venv.resolve()):
+        raise VenvBuildError(f"no site-packages inside {venv}")
     return found[0]
+
+
+def _replace_with_copy(source: Path, target: Path) -> None:
+    """Copy the SDK in; whatever the build left at `target` (a link, say) is removed first."""
+    if target.is_symlink() or target.is_file():
+        target.unlink()
+    elif target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+
+
+def _write_new(path: Path, text: str) -> None:
+    """Write a file the build cannot redirect: a planted link at `path` is removed, not followed."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as stream:
+        stream.write(text)
 
 
 @contextlib.contextmanager

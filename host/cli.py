@@ -306,14 +306,40 @@ def install(
 
     async def work() -> None:
         async with PluginHost(config, progress=lambda m: console.print(f"  {escape(m)}")) as host:
-            for manifest in chosen:
-                venv = await host.venvs.ensure(manifest)
+            for manifest in (m for m in chosen if m.name not in refused):
+                venv = await host.ensure_venv(manifest)
                 state = "built" if venv.built else "reused"
                 console.print(f"{escape(manifest.name)}: {venv.path} ({state})")
 
     _run(work, hint="the installer's output is in the error above")
     if refused:
         raise typer.Exit(EXIT_FAILED)
+
+
+@plugins_app.command("lock")
+def lock(path: Annotated[Path, typer.Argument(help="The plugin folder.")]) -> None:
+    """Resolve the plugin's requirements (sandboxed) into a hashed requirements.lock beside it."""
+    from ._lock import uv_executable, write_lock
+    from ._manifest import ManifestError, load_manifest
+    from ._venv import base_interpreter, sdk_requirements, uv_cache_dir
+
+    uv = uv_executable()
+    try:
+        manifest = load_manifest(path)
+        if uv is None:
+            raise ValueError("locking needs uv (pip install uv)")
+        target = write_lock(
+            manifest,
+            sdk_requirements=sdk_requirements(),
+            python=manifest.python or str(base_interpreter()),
+            uv=uv,
+            cache_dir=uv_cache_dir(),
+        )
+    except (ManifestError, ValueError, OSError) as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(EXIT_FAILED) from None
+    pins = [line for line in target.read_text().splitlines() if "==" in line]
+    console.print(f"wrote {escape(str(target))}: {len(pins)} pinned, hashed requirements")
 
 
 @plugins_app.command("grant")

@@ -9,6 +9,7 @@ from ._base import LaunchSpec as LaunchSpec
 from ._base import RunningProcess as RunningProcess
 from ._base import SandboxLimits as SandboxLimits
 from ._base import SandboxPermissions as SandboxPermissions
+from ._build import build_command as build_command
 from ._doctor import DoctorReport as DoctorReport
 from ._doctor import PluginVerdict as PluginVerdict
 from ._doctor import doctor_report as doctor_report
@@ -27,6 +28,7 @@ __all__ = [
     "SandboxLimits",
     "SandboxPermissions",
     "SandboxPolicy",
+    "build_command",
     "doctor_report",
     "launch",
     "layers_for",
