@@ -39,8 +39,18 @@ from .sandbox import SandboxPolicy
 
 GRANTS_FILE = "grants.toml"
 _STRICTNESS = {SandboxPolicy.off: 0, SandboxPolicy.standard: 1, SandboxPolicy.strict: 2}
-# Resource limits the operator caps (timeouts are the plugin's own business).
-CAPPED_LIMITS = ("memory_mb", "cpu_seconds", "open_files", "file_size_mb", "pids")
+# Every limit and deadline of a manifest is capped by the operator: a plugin choosing its own
+# timeouts could hold a call's start or a completion run hostage (issue #14).
+CAPPED_LIMITS = (
+    "memory_mb",
+    "cpu_seconds",
+    "open_files",
+    "file_size_mb",
+    "pids",
+    "call_timeout_s",
+    "startup_timeout_s",
+    "completion_timeout_s",
+)
 Status = Literal["granted", "declined", "excess"]
 
 
@@ -60,6 +70,9 @@ class LimitCaps(_Strict):
     open_files: int = Field(1024, ge=16)
     file_size_mb: int = Field(256, ge=1)
     pids: int = Field(256, ge=4)
+    call_timeout_s: float = Field(30.0, gt=0)
+    startup_timeout_s: float = Field(30.0, gt=0)
+    completion_timeout_s: float = Field(120.0, gt=0)
 
 
 class PluginGrant(_Strict):
@@ -67,7 +80,7 @@ class PluginGrant(_Strict):
     env: tuple[str, ...] = ()
     network: bool | tuple[str, ...] = False
     writable_paths: tuple[str, ...] = ()
-    limits: dict[str, int] = Field(default_factory=dict)
+    limits: dict[str, int | float] = Field(default_factory=dict)
     declined: tuple[str, ...] = ()
     # Also serve the plugin's routes at the reference platform's `/api/v1/<router prefix>/...`.
     reference_routes: bool = False
@@ -309,11 +322,11 @@ def _python_rows(manifest: Manifest, grants: Grants) -> Iterable[Decision]:
     )
 
 
-def _caps(grant: PluginGrant, caps: LimitCaps) -> dict[str, int]:
+def _caps(grant: PluginGrant, caps: LimitCaps) -> dict[str, int | float]:
     return {name: grant.limits.get(name, getattr(caps, name)) for name in CAPPED_LIMITS}
 
 
-def _clamped(limits: Limits, caps: dict[str, int]) -> Limits:
+def _clamped(limits: Limits, caps: dict[str, int | float]) -> Limits:
     # A declined limit request runs at the cap: the plugin gets what the operator allows.
     return limits.model_copy(update={n: min(getattr(limits, n), caps[n]) for n in CAPPED_LIMITS})
 

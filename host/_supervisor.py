@@ -266,7 +266,15 @@ class PluginHandle:
         self.starts += 1
         self.restarts += 1 if self.starts > 1 else 0
         config = await self._resolve_config()
-        process = await sandbox_launch(launch_spec(self.manifest, config), config.sandbox_policy)
+        try:
+            process = await sandbox_launch(
+                launch_spec(self.manifest, config), config.sandbox_policy
+            )
+        except PluginError as exc:  # e.g. a limit above the host's hard limit: never "starting"
+            self._breaker.record_crash()
+            self.last_error = exc
+            self.state = ProcessState.CRASHED
+            raise
         session = RpcSession(await process.open_wire(), name=self.name)
         proc = PluginProcess(process, session, StderrPump(self.name, self.scrubber))
         self._register(session)

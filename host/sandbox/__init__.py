@@ -13,9 +13,9 @@ from ._build import build_command as build_command
 from ._doctor import DoctorReport as DoctorReport
 from ._doctor import PluginVerdict as PluginVerdict
 from ._doctor import doctor_report as doctor_report
+from ._launch import launch as launch
 from ._policy import LayerStatus as LayerStatus
 from ._policy import SandboxPolicy as SandboxPolicy
-from ._policy import launch as launch
 from ._policy import layers_for as layers_for
 from ._policy import probe_layers as probe_layers
 

@@ -4,16 +4,23 @@ Contract: supports cgroup v2 (`memory.max`, `pids.max`, `memory.events`) and v1 
 machines (`memory.limit_in_bytes` and `memory.memsw.limit_in_bytes`, `pids.max`,
 `memory.oom_control`, `pids.events`). The child joins its group between fork and exec, so no
 plugin code runs outside it. The OOM and pids counters say with certainty that a limit killed the
-plugin. The group is removed at cleanup.
+plugin. The group is removed at cleanup (its members killed first, the removal retried while they
+exit). A group's name carries the pid of the host that made it (`<plugin>-<host pid>-<random>`),
+so `sweep_stale_groups()` at host start removes exactly the groups whose host is dead; several
+hosts may share a machine, and another live host's groups are never touched.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+import anyio
 
 from sdk.protocol import LimitExceeded
 
@@ -21,6 +28,7 @@ from ._base import MIB, SandboxLimits
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 GROUP_PARENT = "plugbox"
+REMOVE_TRIES = 100  # x 20 ms: SIGKILLed members leave their group as they exit, not at once
 
 
 @dataclass(frozen=True)
@@ -52,7 +60,7 @@ class PluginCgroup:
         self.support = support
         self.name = name
         self.limits = limits
-        leaf = f"{name}-{uuid.uuid4().hex[:8]}"
+        leaf = f"{name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.memory_dir = support.memory / leaf
         self.pids_dir = support.pids / leaf
         self._final: tuple[int, int] | None = None  # (oom kills, pids.max hits) read at removal
@@ -102,9 +110,10 @@ class PluginCgroup:
     async def remove(self) -> None:
         self._final = self.counters()  # the verdict outlives the group
         for directory in {self.memory_dir, self.pids_dir}:
-            _kill_members(directory)
-            with contextlib.suppress(OSError):
-                directory.rmdir()
+            for _ in range(REMOVE_TRIES):
+                if remove_group(directory):
+                    break
+                await anyio.sleep(0.02)
 
     @staticmethod
     def _counter(path: Path, key: str) -> int:
@@ -133,6 +142,53 @@ def _enable_controllers(root: Path, parent: Path) -> None:
     for directory in (root, parent):
         with contextlib.suppress(OSError):
             (directory / "cgroup.subtree_control").write_text("+memory +pids")
+
+
+def remove_group(directory: Path) -> bool:
+    """Kill the group's members and remove it; False while members are still exiting."""
+    _kill_members(directory)
+    try:
+        directory.rmdir()
+    except FileNotFoundError:
+        return True
+    except OSError as exc:
+        return exc.errno != errno.EBUSY  # anything but "still busy" is not ours to retry
+    return True
+
+
+def sweep_stale_groups(support: CgroupSupport) -> list[Path]:
+    """Remove the plugbox groups whose creating host process is dead; the paths removed."""
+    removed = []
+    for parent in {support.memory, support.pids}:
+        with contextlib.suppress(OSError):
+            for directory in parent.iterdir():
+                owner = _owner_pid(directory.name)
+                if directory.is_dir() and owner is not None and not _alive(owner):
+                    for _ in range(REMOVE_TRIES // 10):
+                        if remove_group(directory):
+                            removed.append(directory)
+                            break
+                        time.sleep(0.02)  # once, at host start: its members are exiting
+    return removed
+
+
+def _owner_pid(leaf: str) -> int | None:
+    parts = leaf.rsplit("-", 2)
+    if len(parts) == 3 and parts[1].isdigit():
+        return int(parts[1])
+    return None  # not named by this version: its owner cannot be known, so it is left alone
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _kill_members(directory: Path) -> None:

@@ -15,7 +15,7 @@ import resource
 import signal
 from collections.abc import Callable
 
-from sdk.protocol import LimitExceeded
+from sdk.protocol import LimitExceeded, SandboxError
 
 from ._base import MIB, LaunchSpec, SandboxLimits
 
@@ -37,37 +37,68 @@ def plugin_environment(spec: LaunchSpec) -> dict[str, str]:
     return env
 
 
-def rlimit_settings(limits: SandboxLimits) -> list[tuple[int, int]]:
-    """(resource, value) pairs to apply; soft == hard except for CPU."""
-    pairs: list[tuple[int, int]] = [(resource.RLIMIT_CORE, 0)]
+def rlimit_settings(limits: SandboxLimits) -> list[tuple[str, int, int]]:
+    """(manifest key, resource, value) triples to apply; soft == hard except for CPU."""
+    triples: list[tuple[str, int, int]] = [("core", resource.RLIMIT_CORE, 0)]
     if limits.memory_mb:
-        pairs.append((resource.RLIMIT_DATA, limits.memory_mb * MIB))
+        triples.append(("memory_mb", resource.RLIMIT_DATA, limits.memory_mb * MIB))
     if limits.open_files:
-        pairs.append((resource.RLIMIT_NOFILE, limits.open_files))
+        triples.append(("open_files", resource.RLIMIT_NOFILE, limits.open_files))
     if limits.file_size_mb:
-        pairs.append((resource.RLIMIT_FSIZE, limits.file_size_mb * MIB))
-    return pairs
+        triples.append(("file_size_mb", resource.RLIMIT_FSIZE, limits.file_size_mb * MIB))
+    if limits.cpu_seconds:
+        triples.append(("cpu_seconds", resource.RLIMIT_CPU, limits.cpu_seconds + _CPU_GRACE_S))
+    return triples
+
+
+def check_rlimits(name: str, limits: SandboxLimits) -> None:
+    """Refuse limits this host cannot set (above its hard limit): a SandboxError naming the key.
+
+    Checked before any fork, so one manifest value can never fail a spawn half-way (issue #14).
+    """
+    for key, kind, value in rlimit_settings(limits):
+        hard = resource.getrlimit(kind)[1]
+        if hard != resource.RLIM_INFINITY and value > hard:
+            shown = value // MIB if key.endswith("_mb") else value
+            raise SandboxError(
+                f"plugin {name!r}: limits.{key} = {shown} is above this host's hard limit "
+                f"({hard // MIB if key.endswith('_mb') else hard}); lower it in plugin.toml",
+                plugin=name,
+                data={"key": f"limits.{key}", "hard_limit": hard},
+            )
 
 
 def make_preexec(
-    limits: SandboxLimits, extra: list[Callable[[], None]] | None = None
+    limits: SandboxLimits,
+    extra: list[tuple[str, Callable[[], None]]] | None = None,
+    report_fd: int | None = None,
 ) -> Callable[[], None]:
-    """The function the child runs between fork and exec (async-signal-safe enough: no locks)."""
-    pairs = rlimit_settings(limits)
-    cpu = limits.cpu_seconds
+    """The function the child runs between fork and exec (async-signal-safe enough: no locks).
+
+    If a step fails, its name ("cgroup", "limits.open_files", ...) is written to `report_fd`, so
+    the parent can say which key broke the start.
+    """
+    triples = rlimit_settings(limits)
     libc = ctypes.CDLL(None, use_errno=True)
     steps = list(extra or [])
 
     def preexec() -> None:
-        os.setsid()
-        os.umask(0o077)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        for step in steps:  # first: joining a cgroup opens files, which a low NOFILE would stop
-            step()
-        for kind, value in pairs:
-            resource.setrlimit(kind, (value, value))
-        if cpu:
-            resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + _CPU_GRACE_S))
+        stage = "session"
+        try:
+            os.setsid()
+            os.umask(0o077)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            for name, step in steps:  # first: joining a cgroup opens files (NOFILE comes after)
+                stage = name
+                step()
+            for key, kind, value in triples:
+                stage = f"limits.{key}"
+                soft = value - _CPU_GRACE_S if kind == resource.RLIMIT_CPU else value
+                resource.setrlimit(kind, (soft, value))
+        except BaseException:
+            if report_fd is not None:
+                os.write(report_fd, stage.encode())
+            raise
 
     return preexec
 

@@ -1,8 +1,9 @@
-"""Sandbox layer: the policy, the layers this machine really has, and `launch`.
+"""Sandbox layer: the policy, and the layers this machine really has.
 
 Contract: `probe_layers()` tries each layer (a real process under bwrap, a real cgroup created and
-removed) and caches the answer. `launch(spec, policy)` starts a plugin with layer 1 always (except
-environment-only under `off`), plus bubblewrap and the cgroup when the policy and the machine allow:
+removed, after sweeping groups left by dead hosts) and caches the answer. `layers_for(policy)`
+says what `launch` uses: layer 1 always (except environment-only under `off`), plus bubblewrap and
+the cgroup when the policy and the machine allow:
 `strict` refuses to start when a layer is missing (SandboxError saying which and how to get it),
 `standard` uses what exists and warns once per missing layer, `off` is for local development and
 says so loudly.
@@ -10,24 +11,21 @@ says so loudly.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import logging
 import os
 import subprocess
 import tempfile
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
 from sdk.protocol import SandboxError
 
-from ._base import Diagnoser, LaunchSpec, RunningProcess, SandboxLimits
-from ._bwrap import Identity, bwrap_argv, bwrap_path, give_data_dir, plugin_identity, setpriv_path
-from ._cgroup import CgroupSupport, PluginCgroup, detect_cgroups
-from ._limits import diagnose_rlimits, make_preexec, plugin_environment
+from ._base import LaunchSpec, SandboxLimits
+from ._bwrap import Identity, bwrap_argv, bwrap_path, plugin_identity, setpriv_path
+from ._cgroup import PluginCgroup, detect_cgroups, sweep_stale_groups
 from ._seccomp import seccomp_fd, seccomp_unavailable
 
 logger = logging.getLogger("plugbox.sandbox")
@@ -109,6 +107,8 @@ def _probe_cgroup() -> LayerStatus:
         return LayerStatus(
             LAYER_CGROUP, False, "no writable cgroup with memory+pids", _HINTS[LAYER_CGROUP]
         )
+    for stale in sweep_stale_groups(support):
+        logger.info("removed cgroup %s left by a host that is gone", stale)
     group = PluginCgroup(support, "probe", SandboxLimits(memory_mb=64, pids=8))
     try:
         group.create()
@@ -152,79 +152,3 @@ def layers_for(policy: SandboxPolicy, *, name: str) -> tuple[str, ...]:
 @functools.cache
 def _warn_once(message: str) -> None:
     logger.warning(message)
-
-
-async def launch(
-    spec: LaunchSpec, policy: SandboxPolicy = SandboxPolicy.standard
-) -> RunningProcess:
-    """Start the plugin process under the layers the policy and the machine give."""
-    layers = layers_for(policy, name=spec.name)
-    env = plugin_environment(spec)
-    if not layers:
-        preexec = make_preexec(SandboxLimits())
-        return await _spawn(spec, spec.argv, env, preexec, (), [], [])
-    diagnosers: list[Diagnoser] = [diagnose_rlimits(spec.name, spec.limits)]
-    cleanups: list[Callable[[], Awaitable[None]]] = []
-    steps: list[Callable[[], None]] = []
-    if LAYER_CGROUP in layers:
-        support = detect_cgroups()
-        assert isinstance(support, CgroupSupport)
-        group = PluginCgroup(support, spec.name, spec.limits)
-        group.create()
-        steps.append(group.join_current_process)
-        diagnosers.insert(0, group.diagnose)
-        cleanups.append(group.remove)
-    argv = spec.argv
-    pass_fds: tuple[int, ...] = ()
-    if LAYER_BWRAP in layers:
-        executable = bwrap_path()
-        assert executable is not None
-        identity = plugin_identity(spec.name)
-        give_data_dir(spec, identity)
-        fd = seccomp_fd()
-        pass_fds = (fd,)
-        setpriv = setpriv_path()
-        argv = bwrap_argv(spec, executable, identity=identity, seccomp_fd=fd, setpriv=setpriv)
-    preexec = make_preexec(spec.limits, steps)
-    try:
-        return await _spawn(spec, argv, env, preexec, layers, diagnosers, cleanups, pass_fds)
-    finally:
-        for fd in pass_fds:
-            os.close(fd)
-
-
-async def _spawn(
-    spec: LaunchSpec,
-    argv: list[str],
-    env: dict[str, str],
-    preexec: Callable[[], None],
-    layers: tuple[str, ...],
-    diagnosers: list[Diagnoser],
-    cleanups: list[Callable[[], Awaitable[None]]],
-    pass_fds: tuple[int, ...] = (),
-) -> RunningProcess:
-    spec.data_dir.mkdir(parents=True, exist_ok=True)
-    # Our own pipe for stdout, so the wire can be decoded in the loop's data callback (asyncio's
-    # subprocess pipes only offer a StreamReader, one task wake-up per message further away).
-    read_fd, write_fd = os.pipe()
-    stdout = os.fdopen(read_fd, "rb", buffering=0)
-    try:
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=subprocess.PIPE,
-            stdout=write_fd,
-            stderr=subprocess.PIPE,
-            cwd=spec.data_dir,
-            env=env,
-            preexec_fn=preexec,
-            pass_fds=pass_fds,
-            limit=2**24,
-        )
-    except BaseException:
-        stdout.close()
-        raise
-    finally:
-        os.close(write_fd)  # the child holds its copy; ours would hide the child's EOF
-    return RunningProcess(
-        process, stdout, name=spec.name, layers=layers, diagnosers=diagnosers, cleanups=cleanups
-    )

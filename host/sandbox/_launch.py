@@ -1,0 +1,153 @@
+"""Sandbox layer: the spawn path — `launch(spec, policy)` starts one plugin under its layers.
+
+Contract: the limits are checked against this host's hard limits before anything is created
+(`SandboxError` naming the key); the cgroup is created, the data directory given to the plugin's
+uid, the bubblewrap command line and seccomp fd prepared; then one fork whose child joins the
+cgroup, then lowers its rlimits, then execs. Any failure on the way is a `SandboxError` naming the
+plugin and the key or stage that failed ("limits.open_files", "cgroup", "exec"), and everything
+created for the start (cgroup, fds) is removed before it is raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from sdk.protocol import SandboxError
+
+from ._base import Diagnoser, LaunchSpec, RunningProcess, SandboxLimits
+from ._bwrap import bwrap_argv, bwrap_path, give_data_dir, plugin_identity, setpriv_path
+from ._cgroup import PluginCgroup, detect_cgroups
+from ._limits import check_rlimits, diagnose_rlimits, make_preexec, plugin_environment
+from ._policy import LAYER_BWRAP, LAYER_CGROUP, SandboxPolicy, layers_for
+from ._seccomp import seccomp_fd
+
+Cleanup = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class _Plan:
+    """What one start needs: the command, the child's steps, and what to undo afterwards."""
+
+    argv: list[str]
+    layers: tuple[str, ...]
+    steps: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
+    diagnosers: list[Diagnoser] = field(default_factory=list)
+    cleanups: list[Cleanup] = field(default_factory=list)
+    pass_fds: tuple[int, ...] = ()
+
+    async def undo(self) -> None:
+        self.close_fds()
+        for step in self.cleanups:
+            await step()
+
+    def close_fds(self) -> None:
+        for fd in self.pass_fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.pass_fds = ()
+
+
+async def launch(
+    spec: LaunchSpec, policy: SandboxPolicy = SandboxPolicy.standard
+) -> RunningProcess:
+    """Start the plugin process under the layers the policy and the machine give."""
+    layers = layers_for(policy, name=spec.name)
+    limits = spec.limits if layers else SandboxLimits()
+    check_rlimits(spec.name, limits)
+    plan = _Plan(spec.argv, layers)
+    try:
+        _prepare(spec, plan)
+        return await _spawn(spec, plan, limits)
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            await plan.undo()
+        if isinstance(exc, (OSError, subprocess.SubprocessError)):
+            raise _start_error(spec.name, "spawn", exc) from exc
+        raise
+    finally:
+        plan.close_fds()
+
+
+def _prepare(spec: LaunchSpec, plan: _Plan) -> None:
+    if not plan.layers:
+        return
+    plan.diagnosers.append(diagnose_rlimits(spec.name, spec.limits))
+    if LAYER_CGROUP in plan.layers:
+        support = detect_cgroups()
+        if support is None:
+            raise SandboxError(f"plugin {spec.name!r}: cgroup layer vanished", plugin=spec.name)
+        group = PluginCgroup(support, spec.name, spec.limits)
+        plan.cleanups.append(group.remove)
+        try:
+            group.create()
+        except OSError as exc:
+            raise _start_error(spec.name, "cgroup", exc) from exc
+        plan.steps.append(("cgroup", group.join_current_process))
+        plan.diagnosers.insert(0, group.diagnose)
+    if LAYER_BWRAP in plan.layers:
+        executable = bwrap_path()
+        if executable is None:
+            raise SandboxError(f"plugin {spec.name!r}: bwrap vanished", plugin=spec.name)
+        identity = plugin_identity(spec.name)
+        give_data_dir(spec, identity)
+        fd = seccomp_fd()
+        plan.pass_fds = (fd,)
+        plan.argv = bwrap_argv(
+            spec, executable, identity=identity, seccomp_fd=fd, setpriv=setpriv_path()
+        )
+
+
+async def _spawn(spec: LaunchSpec, plan: _Plan, limits: SandboxLimits) -> RunningProcess:
+    spec.data_dir.mkdir(parents=True, exist_ok=True)
+    # Our own pipe for stdout, so the wire can be decoded in the loop's data callback (asyncio's
+    # subprocess pipes only offer a StreamReader, one task wake-up per message further away).
+    read_fd, write_fd = os.pipe()
+    stdout = os.fdopen(read_fd, "rb", buffering=0)
+    report_read, report_write = os.pipe()  # the child names the step that failed, if one does
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *plan.argv,
+            stdin=subprocess.PIPE,
+            stdout=write_fd,
+            stderr=subprocess.PIPE,
+            cwd=spec.data_dir,
+            env=plugin_environment(spec),
+            preexec_fn=make_preexec(limits, plan.steps, report_write),
+            pass_fds=plan.pass_fds,
+            limit=2**24,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        stdout.close()
+        os.close(report_write)
+        report_write = -1
+        stage = os.read(report_read, 200).decode(errors="replace") or "exec"
+        raise _start_error(spec.name, stage, exc) from exc
+    except BaseException:
+        stdout.close()
+        raise
+    finally:
+        os.close(write_fd)  # the child holds its copy; ours would hide the child's EOF
+        if report_write >= 0:
+            os.close(report_write)
+        os.close(report_read)
+    return RunningProcess(
+        process,
+        stdout,
+        name=spec.name,
+        layers=plan.layers,
+        diagnosers=plan.diagnosers,
+        cleanups=plan.cleanups,
+    )
+
+
+def _start_error(name: str, key: str, exc: BaseException) -> SandboxError:
+    return SandboxError(
+        f"plugin {name!r} could not be started: {key} failed ({exc})",
+        plugin=name,
+        data={"key": key},
+    )
