@@ -37,6 +37,8 @@ class HostConfig:
     data_dir: Path = Path(".plugbox")
     sandbox_policy: SandboxPolicy = SandboxPolicy.standard
     idle_timeout_s: float | None = 300.0  # an unused plugin process is stopped after this
+    # One deadline for opening all of a call's plugin sessions: a slow plugin misses the call.
+    session_open_timeout_s: float = 2.0
     use_venvs: bool = True  # False: run plugins on the host interpreter (development only)
     extra_env: Mapping[str, str] = field(default_factory=dict)
     # The operator's grants: this object, else the file (default: `<data_dir>/grants.toml`).

@@ -27,6 +27,7 @@ from sdk.protocol import (
     Method,
     PluginCrashed,
     PluginError,
+    PluginTimeout,
     RuntimeContextWire,
     RuntimeFinishParams,
     RuntimeFinishResult,
@@ -137,20 +138,57 @@ async def create_runtime_sessions(
     plugins.scrubber.add(credential_values(context.user_config or {}))
     wanted = _plugins_with_nodes(context.workflow_graph or {}, plugins)
     bridge = RunBridge(context.workflow_run_id)
-    opened: dict[str, HostRuntimeSession | None] = {}
-
-    async def open_one(name: str) -> None:
-        opened[name] = await _open(name, context, bridge, plugins)
-
-    # Concurrently: a plugin that is not running yet starts here, and the call waits for this.
-    async with anyio.create_task_group() as group:
-        for name in wanted:
-            group.start_soon(open_one, name)
+    opened = await _open_all(wanted, context, bridge, plugins)
     sessions = [session for name in wanted if (session := opened[name]) is not None]
     for session in sessions:
         if session.queue is not None:
             plugins.spawn(session.queue.pump)
     return sessions
+
+
+async def _open_all(
+    wanted: list[str], context: IntegrationRuntimeContext, bridge: RunBridge, plugins: PluginHost
+) -> dict[str, HostRuntimeSession | None]:
+    """Open concurrently under one host-wide deadline; a late plugin misses this call.
+
+    The opens run in the host's task group, not under a cancel scope: cancelling a plugin that is
+    still starting would orphan its process, so a late one finishes in the background (warm for
+    the next call) while this call goes on without it.
+    """
+    bound = plugins.config.session_open_timeout_s
+    opened: dict[str, HostRuntimeSession | None] = {}
+    failures: list[BaseException] = []
+    all_done = anyio.Event()
+
+    async def open_one(name: str) -> None:
+        try:
+            opened.setdefault(name, await _open(name, context, bridge, plugins))
+        except Exception as exc:  # a host bug, not a plugin's: the caller sees it
+            failures.append(exc)
+        if all(name in opened for name in wanted) or failures:
+            all_done.set()
+
+    for name in wanted:
+        plugins.spawn(open_one, name)
+    if wanted:
+        with anyio.move_on_after(bound):
+            await all_done.wait()
+    if failures:
+        raise failures[0]
+    for name in wanted:
+        if name not in opened:
+            late = PluginTimeout(
+                f"runtime.open did not finish within the host's {bound:g} s session-open bound; "
+                "the plugin misses this call",
+                plugin=name,
+                method=Method.RUNTIME_OPEN,
+            )
+            logger.warning("plugin %r: %s", name, late)
+            handle = plugins.get(name)
+            opened[name] = HostRuntimeSession(
+                name, bridge, None, handle, open_error=late, scrubber=plugins.scrubber
+            )
+    return opened
 
 
 def _plugins_with_nodes(graph: dict[str, Any], plugins: PluginHost) -> list[str]:
