@@ -20,6 +20,16 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The benchmarks' peer (the MCP Python SDK, bench/peer_mcp.py): an extra, never a runtime dependency.
+BENCH_STAMP := $(VENV)/.plugbox-bench-installed
+$(BENCH_STAMP): $(STAMP)
+	@if command -v uv >/dev/null 2>&1; then \
+		uv pip install -q --python $(BIN)/python -e '.[host,dev,bench]'; \
+	else \
+		$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[host,dev,bench]'; \
+	fi
+	@touch $@
+
 # System packages the tests use (bubblewrap for the sandbox layer, redis-server for the ARQ
 # tests). Best effort: installed with apt-get when we are root on Debian; tests that need a
 # missing one are skipped with the reason.
@@ -37,7 +47,7 @@ lint: $(STAMP)
 	@$(BIN)/ruff format --check host sdk plugins tests bench docs
 	@$(BIN)/mypy
 
-bench: $(STAMP)
+bench: $(BENCH_STAMP)
 	@set -e; for script in $(filter-out bench/_%,$(sort $(wildcard bench/*.py))); do \
 		echo "==> $$script"; $(BIN)/python $$script $(BENCH_ARGS); done
 

@@ -1,21 +1,28 @@
-"""Benchmark: JSON-RPC round trips through the session against a raw pipe echo, over real pipes.
+"""Benchmark: JSON-RPC round trips through the session against two anchors, over real pipes.
 
-Measures in one run: (a) the floor, a raw echo of the same bytes between two Python processes;
-(b) a sequential round trip through `RpcSession` to a child serving `echo`; (c) throughput with
-64 requests in flight. Writes bench/results/rpc.json.
+Measured in one run, interleaved in rounds so that load on a shared machine hits every figure
+alike: (a) the floor, a raw blocking echo of the same bytes between two Python processes;
+(b) the minimal asyncio echo a hand-written client would be (host on asyncio's loop: write,
+drain, readline, msgspec decode; the far side a blocking msgspec echo); (c) plugbox's
+`RpcSession` to a child serving `echo`, with the plugin on uvloop or asyncio and the host on
+either loop; each sequentially and with 64 requests in flight. Writes bench/results/rpc.json.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from subprocess import PIPE
+from typing import Any
 
 import anyio
+import msgspec
 
 # Run as a script: import from the repository, never from this folder (bench/http.py would
 # shadow the stdlib's http).
@@ -24,25 +31,22 @@ sys.path[:] = [str(Path(__file__).resolve().parent.parent)] + [
 ]
 
 from bench._common import arguments, median, metric, percentile, print_table, write_results
-from sdk.protocol import (
-    AsyncioSendStream,
-    Request,
-    RpcSession,
-    encode_message,
-    open_pipe_stream,
-)
+from sdk._loop import loop_name
+from sdk.protocol import AsyncioSendStream, Request, RpcSession, encode_message, open_pipe_stream
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 CHILD = str(Path(__file__).resolve().parent / "_rpc_child.py")
 PARAMS = {"text": "hello plugbox", "n": 42, "items": [1, 2, 3]}
 FRAME = encode_message(Request(id=1, method="echo", params=PARAMS))
+IN_FLIGHT = 64
+WARM_UP = 200
+# (host loop, plugin loop) for each plugbox configuration measured.
+CONFIGS = {"plugin_asyncio": (False, "asyncio"), "": (False, "uvloop"), "uvloop": (True, "uvloop")}
 
 
 def floor_rtts(count: int) -> list[float]:
     """Raw pipe echo of one frame's bytes, in microseconds per round trip."""
-    child = subprocess.Popen(
-        [sys.executable, CHILD, "raw"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
+    child = subprocess.Popen([sys.executable, CHILD, "raw"], stdin=PIPE, stdout=PIPE)
     assert child.stdin is not None and child.stdout is not None  # noqa: PT018
     samples = []
     for _ in range(count):
@@ -57,12 +61,60 @@ def floor_rtts(count: int) -> list[float]:
     return samples
 
 
-async def rpc(count: int, pipelined: int) -> tuple[list[float], float]:
-    # The same transport as the host's supervisor (host/sandbox/_policy.py): an asyncio
+async def asyncio_echo(count: int, pipelined: int) -> tuple[list[float], float]:
+    """The minimal asyncio + msgspec client: what one would write without plugbox."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, CHILD, "msgspec", env={"PYTHONPATH": ROOT}, stdin=PIPE, stdout=PIPE
+    )
+    assert process.stdin is not None and process.stdout is not None  # noqa: PT018
+    writer, reader = process.stdin, process.stdout
+    encode, decode = msgspec.json.Encoder().encode, msgspec.json.Decoder().decode
+    ids = itertools.count()
+
+    def frame(call_id: int) -> bytes:
+        return encode({"jsonrpc": "2.0", "id": call_id, "method": "echo", "params": PARAMS})
+
+    async def call() -> Any:
+        writer.write(frame(next(ids)))
+        writer.write(b"\n")
+        await writer.drain()
+        return decode(await reader.readline())["result"]
+
+    samples = await _sequential(call, count)
+    futures: dict[int, asyncio.Future[Any]] = {}
+
+    async def read_replies() -> None:
+        while line := await reader.readline():
+            reply = decode(line)
+            futures.pop(reply["id"]).set_result(reply["result"])
+
+    async def pipelined_call() -> Any:
+        call_id = next(ids)
+        future = futures[call_id] = asyncio.get_running_loop().create_future()
+        writer.write(frame(call_id))
+        writer.write(b"\n")
+        await writer.drain()
+        return await future
+
+    reading = asyncio.create_task(read_replies())
+    rate = await _pipelined(pipelined_call, pipelined)
+    writer.close()
+    await reading
+    await process.wait()
+    return samples, rate
+
+
+async def plugbox_rpc(plugin_loop: str, count: int, pipelined: int) -> tuple[list[float], float]:
+    # The same transport as the host's supervisor (host/sandbox/_base.py): an asyncio
     # subprocess whose stdout is our own pipe, decoded in the loop's data callback.
     read_fd, write_fd = os.pipe()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, CHILD, "rpc", env={"PYTHONPATH": ROOT}, stdin=PIPE, stdout=write_fd
+        sys.executable,
+        CHILD,
+        "rpc",
+        env={"PYTHONPATH": ROOT, "PLUGBOX_LOOP": plugin_loop},
+        stdin=PIPE,
+        stdout=write_fd,
     )
     os.close(write_fd)
     assert process.stdin is not None
@@ -71,48 +123,94 @@ async def rpc(count: int, pipelined: int) -> tuple[list[float], float]:
     )
     session = RpcSession(stream, name="bench")
     async with session:
-        for _ in range(200):  # warm-up
-            await session.request("echo", PARAMS)
-        samples = []
-        for _ in range(count):
-            started = time.perf_counter()
-            await session.request("echo", PARAMS)
-            samples.append((time.perf_counter() - started) * 1e6)
-        rate = await _pipelined(session, pipelined)
+        samples = await _sequential(lambda: session.request("echo", PARAMS), count)
+        rate = await _pipelined(lambda: session.request("echo", PARAMS), pipelined)
     await process.wait()
     return samples, rate
 
 
-async def _pipelined(session: RpcSession, total: int, in_flight: int = 64) -> float:
+async def _sequential(call: Callable[[], Awaitable[Any]], count: int) -> list[float]:
+    for _ in range(WARM_UP):
+        assert await call() == PARAMS
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        await call()
+        samples.append((time.perf_counter() - started) * 1e6)
+    return samples
+
+
+async def _pipelined(call: Callable[[], Awaitable[Any]], total: int) -> float:
     remaining = total
 
     async def worker() -> None:
         nonlocal remaining
         while remaining > 0:
             remaining -= 1
-            await session.request("echo", PARAMS)
+            await call()
 
     started = time.perf_counter()
     async with anyio.create_task_group() as group:
-        for _ in range(in_flight):
+        for _ in range(IN_FLIGHT):
             group.start_soon(worker)
     return total / (time.perf_counter() - started)
 
 
+def measure(rounds: int, count: int, pipelined: int) -> dict[str, tuple[list[float], list[float]]]:
+    """Every figure, `rounds` times in turn: name -> (round-trip samples, calls/s per round)."""
+    figures: dict[str, tuple[list[float], list[float]]] = {}
+
+    def add(name: str, samples: list[float], rate: float = 0.0) -> None:
+        rtts, rates = figures.setdefault(name, ([], []))
+        rtts.extend(samples)
+        rates.append(rate)
+
+    for _ in range(rounds):
+        add("floor", floor_rtts(count))
+        add("asyncio_echo", *anyio.run(asyncio_echo, count, pipelined))
+        for name, (host_uvloop, plugin_loop) in CONFIGS.items():
+            result = anyio.run(
+                plugbox_rpc,
+                plugin_loop,
+                count,
+                pipelined,
+                backend_options={"use_uvloop": host_uvloop},
+            )
+            add(name, *result)
+    return figures
+
+
 def main() -> None:
     args = arguments(__doc__ or "")
-    count, pipelined = (2000, 20000) if args.quick else (10000, 100000)
-    floor = floor_rtts(count)
-    samples, rate = anyio.run(rpc, count, pipelined)
-    floor_median, rpc_median = median(floor), median(samples)
+    if loop_name() != "uvloop":
+        sys.exit("uvloop is not installed: `make bench` installs it (an SDK dependency on Linux)")
+    rounds, count, pipelined = (3, 1000, 8000) if args.quick else (5, 4000, 40000)
+    figures = measure(rounds, count, pipelined)
+    floor, echo = median(figures["floor"][0]), median(figures["asyncio_echo"][0])
+    echo_rate = median(figures["asyncio_echo"][1])
+    rpc = {name: median(figures[name][0]) for name in CONFIGS}
+    rate = {name: median(figures[name][1]) for name in CONFIGS}
     metrics = {
-        "floor_rtt_median_us": metric(floor_median, "us"),
-        "rpc_rtt_median_us": metric(rpc_median, "us"),
-        "rpc_rtt_p99_us": metric(percentile(samples, 0.99), "us"),
-        "rpc_to_floor_ratio": metric(rpc_median / floor_median, "x", 2.0, "lower"),
-        "pipelined_calls_per_s": metric(rate, "calls/s", 30000, "higher"),
+        "floor_rtt_median_us": metric(floor, "us"),
+        "asyncio_echo_rtt_median_us": metric(echo, "us"),
+        "asyncio_echo_calls_per_s": metric(echo_rate, "calls/s"),
+        "rpc_plugin_asyncio_rtt_median_us": metric(rpc["plugin_asyncio"], "us"),
+        "rpc_rtt_median_us": metric(rpc[""], "us"),
+        "rpc_rtt_p99_us": metric(percentile(figures[""][0], 0.99), "us"),
+        "rpc_uvloop_rtt_median_us": metric(rpc["uvloop"], "us"),
+        "pipelined_plugin_asyncio_calls_per_s": metric(rate["plugin_asyncio"], "calls/s"),
+        "pipelined_calls_per_s": metric(rate[""], "calls/s", 30000, "higher"),
+        "pipelined_uvloop_calls_per_s": metric(rate["uvloop"], "calls/s"),
+        "rpc_to_asyncio_echo_ratio": metric(rpc[""] / echo, "x", 0.8, "lower"),
+        "rpc_to_floor_ratio": metric(rpc["uvloop"] / floor, "x", 3.0, "lower"),
+        "pipelined_to_asyncio_echo_ratio": metric(rate[""] / echo_rate, "x", 2.5, "higher"),
     }
-    print_table("JSON-RPC over pipes vs a raw pipe echo", metrics)
+    print_table(
+        "JSON-RPC over pipes vs a raw pipe echo and a minimal asyncio echo\n"
+        "(rpc_*: host on asyncio, plugin on uvloop; *_uvloop_*: both on uvloop; "
+        "*_plugin_asyncio_*: both on asyncio)",
+        metrics,
+    )
     print(f"written: {write_results('rpc', metrics)}")
 
 

@@ -77,8 +77,14 @@ def sdk_requirements() -> list[str]:
     try:
         requires = metadata.requires("plugbox") or []
     except metadata.PackageNotFoundError:
-        return ["pydantic>=2.10,<3", "msgspec>=0.19", "anyio>=4.4,<5"]
-    return [req.split(";")[0].strip() for req in requires if "extra ==" not in req]
+        return [
+            "pydantic>=2.10,<3",
+            "msgspec>=0.19",
+            "anyio>=4.4,<5",
+            "uvloop>=0.19; sys_platform == 'linux'",
+        ]
+    # Environment markers stay (uvloop is Linux-only); requirements of an extra are not the SDK's.
+    return [req for req in requires if "extra ==" not in req]
 
 
 def base_interpreter() -> Path:

@@ -4,8 +4,9 @@ Contract: refuses to run without the host's cookie (one line on stderr, exit 2).
 before importing any plugin code, installs the in-process import aliases when `PLUGBOX_COMPAT=1`,
 imports the package (an import crash is reported to the host by failing `initialize` with the
 traceback), then serves the wire until `shutdown` or stdin EOF, which is how a plugin dies with
-its host. Environment: PLUGBOX_COOKIE, PLUGBOX_COMPAT, PLUGBOX_PLUGIN_NAME, PLUGBOX_LOG_LEVEL,
-PLUGBOX_PACKAGE_VERSION, PLUGBOX_MAX_FRAME_SIZE.
+its host, on uvloop when installed. Environment: PLUGBOX_COOKIE, PLUGBOX_COMPAT,
+PLUGBOX_PLUGIN_NAME, PLUGBOX_LOG_LEVEL, PLUGBOX_PACKAGE_VERSION, PLUGBOX_MAX_FRAME_SIZE,
+PLUGBOX_LOOP (`asyncio` forces asyncio's own loop).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import anyio.lowlevel
 
 from ._compat import install_compat_aliases
 from ._logging import configure_logging
+from ._loop import run
 from ._package import IntegrationPackageSpec, load_package
 from ._redact import SecretRedactor
 from ._server import PluginServer
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     wire = claim_stdio()  # before any plugin code can print
     redactor = SecretRedactor()
     configure_logging(redactor, os.environ.get("PLUGBOX_LOG_LEVEL", "INFO"))
-    anyio.run(serve, args[0], wire, redactor, backend="asyncio")
+    run(serve, args[0], wire, redactor)  # on uvloop when installed (sdk/_loop.py)
     logging.shutdown()
     # Worker threads still running an author's sync handler must not keep a dead plugin alive.
     os._exit(0)

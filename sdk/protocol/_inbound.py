@@ -13,7 +13,6 @@ answered with their JSON-RPC codes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -118,7 +117,7 @@ class Inbound:
         self._notifications: dict[str, _Route] = {}
         self._pending: dict[RequestId, Pending] = {}  # our requests awaiting the peer's answer
         self._inbound: dict[RequestId, asyncio.Task[Any]] = {}  # request id -> its handler's task
-        self._handlers: set[asyncio.Task[None]] = set()
+        self._handlers: dict[asyncio.Task[None], RequestId] = {}  # task -> its request id
         # Notifications (and requests behind them) keep arrival order: one runner handles them.
         self._ordered: deque[Message | ParseFailure | None] = deque()
         self._ordered_busy = False
@@ -207,14 +206,13 @@ class Inbound:
         # runs, so a `$/cancel` right behind the request finds it.
         task = asyncio.get_running_loop().create_task(self._serve(request))
         self._inbound[request.id] = task
-        self._handlers.add(task)
+        self._handlers[task] = request.id
+        task.add_done_callback(self._finished)
 
-        def finished(done: asyncio.Task[None], request_id: RequestId = request.id) -> None:
-            self._handlers.discard(done)
-            if self._inbound.get(request_id) is done:
-                del self._inbound[request_id]
-
-        task.add_done_callback(finished)
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        request_id = self._handlers.pop(task, None)
+        if request_id is not None and self._inbound.get(request_id) is task:
+            del self._inbound[request_id]
 
     def _resolve(self, message: SuccessResponse | ErrorResponse) -> None:
         waiter = self._pending.pop(message.id, None) if message.id is not None else None
@@ -301,12 +299,16 @@ class Inbound:
             error = FrameTooLarge(f"result of {len(frame)} bytes exceeds {self.max_frame_size}")
             await self._reply_error(request_id, error)
             return
-        await self._send_quietly(frame)
+        # Other handlers running: their replies follow in this loop turn, written together.
+        await self._send_quietly(frame, hold=len(self._handlers) > 1)
 
     async def _reply_error(self, request_id: RequestId | None, error: BaseException) -> None:
         wire = error_to_wire(error, redact=self._redact)
         await self._send_quietly(encode_message(ErrorResponse(id=request_id, error=wire)))
 
-    async def _send_quietly(self, frame: bytes) -> None:
-        with contextlib.suppress(*GONE):  # a peer that is gone fails its calls on its side
-            await self._stream.send(frame)
+    async def _send_quietly(self, frame: bytes, *, hold: bool = False) -> None:
+        # Not contextlib.suppress: a context manager per reply costs on the hot path.
+        try:  # noqa: SIM105
+            await self._stream.send(frame, hold=hold)
+        except GONE:
+            pass  # a peer that is gone fails its calls on its side

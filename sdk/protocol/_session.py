@@ -132,11 +132,13 @@ class RpcSession(Inbound):
                 plugin=self.name,
                 method=method,
             )
+        # Other calls in flight: more frames follow in this loop turn, so write them together.
+        hold = bool(self._pending)
         waiter = self._pending[request_id] = Pending()
         self._resume_reading()  # its answer arrives on the pipe that backpressure may have paused
         try:
             try:
-                await self._stream.send(frame)
+                await self._stream.send(frame, hold=hold)
             except GONE:
                 raise ConnectionClosed(
                     "the peer's input is closed", plugin=self.name, method=method

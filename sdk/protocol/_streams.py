@@ -7,8 +7,11 @@ inside the event loop's data callback and calls the listener right there, so a r
 its caller without a reader task in between (two loop iterations fewer per round trip than
 pulling). `ByteMessageStream` adapts any pair of anyio byte streams by pulling. Concurrent
 senders are coalesced into one write per burst, so pipelined calls cost one system call for
-many frames. `memory_message_pair()` joins two message streams through in-memory byte pipes
-that go through the same framing as a real pipe.
+many frames: a sender that knows more frames are coming in this loop turn (other calls in
+flight) passes `hold=True`, and the pipe stream writes what was held once, at the start of the
+next turn, in order with every other frame; a lone frame is written at once, so a sequential
+call costs no extra loop turn. `memory_message_pair()` joins two message streams through
+in-memory byte pipes that go through the same framing as a real pipe.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Callable
-from typing import IO, Protocol
+from typing import IO, Protocol, cast
 
 import anyio
 import anyio.abc
@@ -36,7 +39,9 @@ Listener = Callable[[Message | ParseFailure], None]
 class MessageStream(Protocol):
     """What a session needs from a transport."""
 
-    async def send(self, frame: bytes) -> None: ...
+    async def send(self, frame: bytes, *, hold: bool = False) -> None:
+        """Write `frame`; `hold` lets the stream write it with the next frames of this turn."""
+        ...
 
     async def listen(self, listener: Listener) -> None:
         """Call `listener` with each message in order; return when the peer has closed."""
@@ -59,7 +64,7 @@ class _CoalescingSender:
         self._flushing = False
         self._drained: anyio.Event | None = None  # made only when a sender must wait
 
-    async def send(self, frame: bytes) -> None:
+    async def send(self, frame: bytes, *, hold: bool = False) -> None:
         """Queue a frame; the first sender of a burst writes everything queued meanwhile."""
         if self._flushing:
             self._outgoing.append(frame)
@@ -164,8 +169,8 @@ class _PipeReader(asyncio.Protocol):
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.ReadTransport)
-        self.transport = transport
+        # uvloop's pipe transports have the read interface without subclassing asyncio's.
+        self.transport = cast(asyncio.ReadTransport, transport)
 
     def data_received(self, data: bytes) -> None:
         messages = self.decoder.feed(data)
@@ -187,6 +192,33 @@ class PipeMessageStream(_CoalescingSender):
     def __init__(self, reader: _PipeReader, send: anyio.abc.ByteSendStream) -> None:
         super().__init__(send)
         self._reader = reader
+        # Holding needs a write that cannot wait (the loop's pipe transport); others never hold.
+        self._writer = send if isinstance(send, AsyncioSendStream) else None
+        self._held: list[bytes] = []  # frames of this loop turn, written at the next one
+        self._held_size = 0
+
+    async def send(self, frame: bytes, *, hold: bool = False) -> None:
+        if hold and self._writer is not None:
+            if not self._held:
+                asyncio.get_running_loop().call_soon(self._write_held)
+            self._held.append(frame)
+            self._held_size += len(frame)
+            if self._held_size <= _DRAIN_ABOVE:
+                return
+            frame = b""  # past the high-water mark: write now and let the pipe push back
+        if self._held:
+            self._held.append(frame)
+            frame = b"".join(self._held)
+            self._held.clear()
+            self._held_size = 0
+        await super().send(frame)
+
+    def _write_held(self) -> None:
+        if self._held and self._writer is not None:
+            data = b"".join(self._held)
+            self._held.clear()
+            self._held_size = 0
+            self._writer.write_nowait(data)
 
     @property
     def max_frame_size(self) -> int:
@@ -258,6 +290,11 @@ class AsyncioSendStream(anyio.abc.ByteSendStream):
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
+
+    def write_nowait(self, item: bytes) -> None:
+        """Hand bytes to the transport (a closed pipe is reported by the next `send`)."""
+        if not self._writer.transport.is_closing():
+            self._writer.write(item)
 
     async def send(self, item: bytes) -> None:
         try:

@@ -193,3 +193,39 @@ async def test_the_pipe_stream_delivers_in_order_across_splits_and_ends_at_eof()
     failures = [m for m in got if isinstance(m, ParseFailure)]
     assert [type(f.error) for f in failures] == [ParseError, FrameTooLarge]  # not JSON; > 64 B
     assert not any(isinstance(m, Request) for m in got)
+
+
+async def test_held_frames_are_written_together_in_order_and_a_lone_frame_at_once() -> None:
+    read_fd, write_fd = os.pipe()
+    back_read, back = os.pipe()
+    os.set_blocking(back_read, False)
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.connect_write_pipe(
+        asyncio.streams.FlowControlMixin, os.fdopen(back, "wb", 0)
+    )
+    stream = await open_pipe_stream(
+        os.fdopen(read_fd, "rb", 0),
+        AsyncioSendStream(asyncio.StreamWriter(transport, protocol, None, loop)),
+    )
+
+    def written() -> bytes:
+        try:
+            return os.read(back_read, 1 << 16)
+        except BlockingIOError:
+            return b""
+
+    with anyio.fail_after(10):
+        await stream.send(b"lone\n")
+        assert written() == b"lone\n"  # no hold: on the pipe before send returns
+        await stream.send(b"a\n", hold=True)
+        await stream.send(b"b\n", hold=True)
+        assert written() == b""  # held for the rest of this loop turn
+        await stream.send(b"c\n")  # an unheld frame takes what is held with it, in order
+        assert written() == b"a\nb\nc\n"
+        await stream.send(b"d\n", hold=True)
+        await stream.send(b"e\n", hold=True)
+        await anyio.lowlevel.checkpoint()  # one loop turn: what was held is written
+        assert written() == b"d\ne\n"
+    await stream.aclose()
+    os.close(write_fd)
+    os.close(back_read)
