@@ -67,11 +67,18 @@ from .protocol import (
 )
 
 logger = logging.getLogger("plugbox.sdk.server")
+_strict_encoder = json.JSONEncoder(allow_nan=False)
+
+
+_is_coroutine_function: dict[Callable[..., Any], bool] = {}  # inspect's check costs per call
 
 
 async def call_author(function: Callable[..., Any], *args: Any) -> Any:
     """Await a coroutine function on the loop; run anything else in a worker thread."""
-    if inspect.iscoroutinefunction(function):
+    is_coroutine = _is_coroutine_function.get(function)
+    if is_coroutine is None:
+        is_coroutine = _is_coroutine_function[function] = inspect.iscoroutinefunction(function)
+    if is_coroutine:
         return await function(*args)
     result = await anyio.to_thread.run_sync(partial(function, *args))
     return await result if inspect.isawaitable(result) else result
@@ -322,7 +329,7 @@ class PluginServer:
 def _strict_json(value: dict[str, Any], what: str) -> dict[str, Any]:
     """Refuse NaN, infinities and non-JSON values instead of letting the encoder bend them."""
     try:
-        json.dumps(value, allow_nan=False)
+        _strict_encoder.encode(value)
     except (TypeError, ValueError) as exc:
         raise InvalidResult(f"the {what} is not strict JSON: {exc}") from None
     return value

@@ -79,19 +79,22 @@ def decode_params(decoder: msgspec.json.Decoder[Any], params: Any) -> Any:
 class Pending:
     """One outgoing request waiting for its response (a bare future: this is the hot path)."""
 
-    __slots__ = ("error", "future", "result")
+    __slots__ = ("error", "expired", "future", "result")
 
     def __init__(self) -> None:
         self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.result: msgspec.Raw | None = None
         self.error: PluginError | None = None
+        self.expired = False  # the deadline passed before an answer came
 
     def set(self) -> None:
         if not self.future.done():
             self.future.set_result(None)
 
-    def is_set(self) -> bool:
-        return self.future.done() and not self.future.cancelled()
+    def expire(self) -> None:
+        if not self.future.done():
+            self.expired = True
+            self.future.set_result(None)
 
     async def wait(self) -> None:
         await self.future

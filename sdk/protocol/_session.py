@@ -159,9 +159,13 @@ class RpcSession(Inbound):
         if timeout is None:
             await waiter.wait()
             return
-        with anyio.move_on_after(timeout):
+        # A timer on the loop, not a cancel scope: a scope costs more than the rest of the call.
+        timer = asyncio.get_running_loop().call_later(timeout, waiter.expire)
+        try:
             await waiter.wait()
-        if not waiter.is_set():
+        finally:
+            timer.cancel()
+        if waiter.expired:
             self._pending.pop(request_id, None)
             await self._send_cancel(request_id)
             raise PluginTimeout(

@@ -1,0 +1,170 @@
+"""Benchmark: plugbox against its peer, the MCP Python SDK over stdio, doing the same echo.
+
+In one run, the MCP SDK's stdio client and server (`bench/_mcp_server.py`, an `echo` tool) and a
+plugbox plugin (a completion handler that echoes its node, started by the host under the
+standard sandbox policy) are each measured for: the sequential round trip (median and p99),
+throughput with 64 calls in flight, and start-to-first-call (spawn, handshake, first answer).
+The MCP SDK is the `bench` extra (`make bench` installs it), never a runtime dependency.
+Writes bench/results/peer_mcp.json.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+# Run as a script: import from the repository, never from this folder (bench/http.py would
+# shadow the stdlib's http).
+sys.path[:] = [str(Path(__file__).resolve().parent.parent)] + [
+    p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent
+]
+
+from bench._common import arguments, median, metric, percentile, print_table, write_results
+from host import HostConfig, PluginHost
+from sdk.protocol import CompletionContextWire, CompletionRunParams, CompletionRunResult, Method
+
+try:
+    from mcp import ClientSession
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+except ImportError:
+    sys.exit("the MCP Python SDK is not installed: `make bench` installs the `bench` extra")
+
+SERVER = str(Path(__file__).resolve().parent / "_mcp_server.py")
+TEXT = "hello plugbox"
+IN_FLIGHT = 64
+PLUGIN = """
+from typing import Any
+
+from sdk import IntegrationPackageSpec, register_package
+
+
+async def run_completion(nodes: list[dict[str, Any]], context: Any) -> dict[str, Any]:
+    return {"echo": nodes[0]["text"]}
+
+
+PACKAGE = register_package(IntegrationPackageSpec(name="echo", run_completion=run_completion))
+"""
+MANIFEST = 'name = "echo"\nversion = "0.0.1"\npackage = "echo"\n'
+
+Call = Callable[[], Awaitable[Any]]
+
+
+class Figures:
+    """What one side measured: round trips (us), calls/s per round, start-to-first-call (ms)."""
+
+    def __init__(self) -> None:
+        self.rtts: list[float] = []
+        self.rates: list[float] = []
+        self.starts: list[float] = []
+
+    async def measure(self, call: Call, started: float, count: int, total: int) -> None:
+        await call()
+        self.starts.append((time.perf_counter() - started) * 1000)
+        for _ in range(min(count, 50)):  # warm-up
+            await call()
+        for _ in range(count):
+            begun = time.perf_counter()
+            await call()
+            self.rtts.append((time.perf_counter() - begun) * 1e6)
+        self.rates.append(await _pipelined(call, total))
+
+
+async def _pipelined(call: Call, total: int) -> float:
+    remaining = total
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            await call()
+
+    started = time.perf_counter()
+    async with anyio.create_task_group() as group:
+        for _ in range(IN_FLIGHT):
+            group.start_soon(worker)
+    return total / (time.perf_counter() - started)
+
+
+async def mcp_round(figures: Figures, count: int, total: int) -> None:
+    started = time.perf_counter()
+    server = StdioServerParameters(command=sys.executable, args=[SERVER])
+    async with stdio_client(server) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+
+        async def call() -> Any:
+            result = await session.call_tool("echo", {"text": TEXT})
+            assert result.structured_content == {"result": TEXT}, result
+            return result
+
+        await figures.measure(call, started, count, total)
+
+
+async def plugbox_round(root: Path, data: Path, figures: Figures, count: int, total: int) -> None:
+    params = CompletionRunParams(
+        nodes=[{"id": "n1", "type": "echo", "text": TEXT}],
+        context=CompletionContextWire(
+            workflow_run_id=1, workflow_run={}, workflow_definition={}, organization_id=1
+        ),
+    )
+    config = HostConfig(plugins_root=root, data_dir=data, idle_timeout_s=None)
+    started = time.perf_counter()
+    async with PluginHost(config) as plugins:
+        handle = plugins.get("echo")
+
+        async def call() -> Any:
+            reply = await handle.call(
+                Method.COMPLETION_RUN, params, result_type=CompletionRunResult
+            )
+            assert reply.result == {"echo": TEXT}, reply
+            return reply
+
+        await figures.measure(call, started, count, total)
+
+
+async def measure(rounds: int, count: int, total: int) -> tuple[Figures, Figures]:
+    mcp, plugbox = Figures(), Figures()
+    with tempfile.TemporaryDirectory() as tmp:
+        root, data = Path(tmp) / "plugins", Path(tmp) / "data"
+        (root / "echo" / "echo").mkdir(parents=True)
+        (root / "echo" / "plugin.toml").write_text(MANIFEST)
+        (root / "echo" / "echo" / "__init__.py").write_text(PLUGIN)
+        async with PluginHost(HostConfig(plugins_root=root, data_dir=data)) as plugins:
+            await plugins.install()  # the venv is built once: a start is spawn + handshake
+        for _ in range(rounds):  # interleaved, so load on the machine hits both alike
+            await mcp_round(mcp, count, total)
+            await plugbox_round(root, data, plugbox, count, total)
+    return mcp, plugbox
+
+
+def main() -> None:
+    args = arguments(__doc__ or "")
+    rounds, count, total = (2, 200, 1000) if args.quick else (4, 1000, 5000)
+    mcp, plugbox = anyio.run(measure, rounds, count, total)
+    mcp_rtt, plugbox_rtt = median(mcp.rtts), median(plugbox.rtts)
+    mcp_rate, plugbox_rate = median(mcp.rates), median(plugbox.rates)
+    mcp_start, plugbox_start = median(mcp.starts), median(plugbox.starts)
+    metrics = {
+        "mcp_rtt_median_us": metric(mcp_rtt, "us"),
+        "mcp_rtt_p99_us": metric(percentile(mcp.rtts, 0.99), "us"),
+        "mcp_calls_per_s": metric(mcp_rate, "calls/s"),
+        "mcp_start_to_first_call_ms": metric(mcp_start, "ms"),
+        "plugbox_rtt_median_us": metric(plugbox_rtt, "us"),
+        "plugbox_rtt_p99_us": metric(percentile(plugbox.rtts, 0.99), "us"),
+        "plugbox_calls_per_s": metric(plugbox_rate, "calls/s"),
+        "plugbox_start_to_first_call_ms": metric(plugbox_start, "ms"),
+        "mcp_to_plugbox_rtt_ratio": metric(mcp_rtt / plugbox_rtt, "x", 20, "higher"),
+        "plugbox_to_mcp_throughput_ratio": metric(plugbox_rate / mcp_rate, "x", 75, "higher"),
+        "mcp_to_plugbox_start_ratio": metric(mcp_start / plugbox_start, "x", 3, "higher"),
+    }
+    print_table("plugbox vs the MCP Python SDK (stdio), the same echo", metrics)
+    print(f"written: {write_results('peer_mcp', metrics)}")
+
+
+if __name__ == "__main__":
+    main()
