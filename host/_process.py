@@ -110,6 +110,9 @@ def launch_spec(m: Manifest, c: LaunchConfig) -> LaunchSpec:
         "PYTHONPATH": ":".join(str(p.resolve()) for p in (m.directory, *c.pythonpath)),
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONUNBUFFERED": "1",
+        # pydantic scans every installed distribution's entry points for plugins on the first
+        # model; a plugin process never has pydantic plugins, so the scan is skipped.
+        "PYDANTIC_DISABLE_PLUGINS": "__all__",
         **({"PLUGBOX_COMPAT": "1"} if m.compat else {}),
         **c.extra_env,
     }
