@@ -214,10 +214,15 @@ class PipeMessageStream(_CoalescingSender):
         await super().send(frame)
 
     def _write_held(self) -> None:
-        if self._held and self._writer is not None:
-            data = b"".join(self._held)
-            self._held.clear()
-            self._held_size = 0
+        if not self._held or self._writer is None:
+            return
+        data = b"".join(self._held)
+        self._held.clear()
+        self._held_size = 0
+        if self._flushing:  # a sender waits on a full pipe: queue behind what it writes next
+            self._outgoing.append(data)
+            self._outgoing_size += len(data)
+        else:
             self._writer.write_nowait(data)
 
     @property

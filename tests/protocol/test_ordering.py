@@ -7,9 +7,11 @@ Both peers run in one event loop: over in-memory streams for the session's rules
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import anyio
@@ -226,6 +228,37 @@ async def test_held_frames_are_written_together_in_order_and_a_lone_frame_at_onc
         await stream.send(b"e\n", hold=True)
         await anyio.lowlevel.checkpoint()  # one loop turn: what was held is written
         assert written() == b"d\ne\n"
+    await stream.aclose()
+    os.close(write_fd)
+    os.close(back_read)
+
+
+async def test_held_frames_stay_behind_frames_queued_while_the_pipe_is_full() -> None:
+    read_fd, write_fd = os.pipe()
+    back_read, back = os.pipe()
+    os.set_blocking(back_read, False)
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.connect_write_pipe(
+        asyncio.streams.FlowControlMixin, os.fdopen(back, "wb", 0)
+    )
+    stream = await open_pipe_stream(
+        os.fdopen(read_fd, "rb", 0),
+        AsyncioSendStream(asyncio.StreamWriter(transport, protocol, None, loop)),
+    )
+    big = b"a" * 300_000 + b"\n"  # more than the pipe holds: its sender waits for the reader
+    received = bytearray()
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            group.start_soon(stream.send, big)
+            await anyio.lowlevel.checkpoint()
+            group.start_soon(stream.send, b"b\n")  # queued behind the waiting sender
+            await anyio.lowlevel.checkpoint()
+            group.start_soon(partial(stream.send, b"c\n", hold=True))
+            while not received.endswith(b"c\n"):
+                with contextlib.suppress(BlockingIOError):
+                    received += os.read(back_read, 1 << 16)
+                await anyio.lowlevel.checkpoint()
+    assert bytes(received) == big + b"b\nc\n"
     await stream.aclose()
     os.close(write_fd)
     os.close(back_read)
