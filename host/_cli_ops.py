@@ -1,6 +1,8 @@
-"""CLI layer: operating commands — `plugbox logs NAME [-f]` (and the shared operating options).
+"""CLI layer: operating commands — `plugbox logs NAME [-f]`, `plugbox plugins restart NAME`.
 
-Contract: `logs` prints the last lines of a plugin's log file under `<data>/logs/` (written by the
+Contract: `restart` asks a running `plugbox serve` (`--url`, default `http://127.0.0.1:<port>`)
+to restart a plugin through `POST /api/v1/plugins/{name}/restart` and prints its new pid; `logs`
+prints the last lines of a plugin's log file under `<data>/logs/` (written by the
 host that ran the plugin: `serve`, `worker`, `demo`, `check`), as text or as the stored JSON, and
 with `-f` keeps printing new lines, across rotations, until interrupted. Everything printed that
 a plugin wrote is printed as plain text, never as rich markup.
@@ -18,9 +20,37 @@ from typing import Annotated, TextIO
 import typer
 
 from ._logs import log_path, read_rotated, render
-from ._settings import ENV
+from ._settings import ENV, Settings
 
 FOLLOW_POLL_S = 0.2  # how often `logs -f` looks for new lines
+
+
+def restart(
+    name: Annotated[str, typer.Argument(help="The plugin's name.")],
+    url: Annotated[
+        str | None,
+        typer.Option("--url", help="The running API (default: http://127.0.0.1:$PLUGBOX_PORT)."),
+    ] = None,
+) -> None:
+    """Restart a plugin in a running `plugbox serve` (shutdown ladder, then a fresh process)."""
+    import httpx
+
+    base = url or f"http://127.0.0.1:{Settings().port}"
+    try:
+        reply = httpx.post(f"{base}/api/v1/plugins/{name}/restart", timeout=60)
+    except httpx.HTTPError as exc:
+        sys.stderr.write(f"error: cannot reach the API at {base}: {exc}\n")
+        sys.stderr.write("hint: is `plugbox serve` running? --url points at it\n")
+        raise typer.Exit(1) from None
+    if reply.status_code != 200:
+        detail = reply.json().get("detail", reply.text) if reply.content else reply.reason_phrase
+        sys.stderr.write(f"error: {detail}\n")
+        raise typer.Exit(3 if reply.status_code == 502 else 1)
+    status = reply.json()
+    sys.stdout.write(
+        f"{name}: {status['state']}, pid {status['pid']}, restarts {status['restarts']}\n"
+    )
+
 
 LogsDataDir = Annotated[
     Path,

@@ -93,7 +93,7 @@ class PluginHost:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
-        self.logs.close()
+        self.logs.detach()
         assert self._group is not None
         self._group.cancel_scope.cancel()
         # The body's own exception is not handed to the group, so it propagates unwrapped.

@@ -151,12 +151,17 @@ class PluginLogs(logging.Handler):
         if logging.getLogger(PLUGIN_LOGGER).getEffectiveLevel() > logging.INFO:
             logging.getLogger(PLUGIN_LOGGER).setLevel(logging.INFO)
 
-    def close(self) -> None:
+    def detach(self) -> None:
+        """Stop capturing (the host is closing) and close the files."""
         logging.getLogger(PLUGIN_LOGGER).removeHandler(self)
+        self.close()
+
+    def close(self) -> None:
+        # Also called by `logging.config.dictConfig` (uvicorn's) on every handler it finds: the
+        # files are closed, the handler stays attached and reopens a file on its next record.
         for writer in self._files.values():
             writer.close()
         self._files.clear()
-        super().close()
 
 
 def log_path(directory: Path, plugin: str) -> Path:

@@ -1,9 +1,9 @@
 """CLI layer: the `plugbox` command (typer + rich).
 
 Commands: `serve`, `demo`, `plugins list|spec|check|install`, `new`, `doctor`, `worker`, `logs`
-(`_cli_ops`). Options fall back to `PLUGBOX_*` environment variables (`_settings`). Errors are
-one readable line plus a hint; `--debug` shows tracebacks. Exit codes: 0 success, 1 a check or an
-operation failed, 2 usage error, 3 a plugin or sandbox error.
+and `plugins restart` (`_cli_ops`). Options fall back to `PLUGBOX_*` environment variables
+(`_settings`). Errors are one readable line plus a hint; `--debug` shows tracebacks. Exit codes:
+0 success, 1 a check or an operation failed, 2 usage error, 3 a plugin or sandbox error.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ app = typer.Typer(
 plugins_app = typer.Typer(help="Inspect, check and install plugins.", no_args_is_help=True)
 app.add_typer(plugins_app, name="plugins")
 app.command("logs")(_cli_ops.logs)
+plugins_app.command("restart")(_cli_ops.restart)
 console = Console()
 _state: dict[str, bool] = {"debug": False}
 

@@ -8,6 +8,7 @@ command -v bwrap >/dev/null 2>&1 || want+=(bubblewrap)
 command -v redis-server >/dev/null 2>&1 || want+=(redis-server)
 command -v setpriv >/dev/null 2>&1 || want+=(util-linux)  # setpriv: drops root inside bwrap
 ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' || want+=(libseccomp2)  # the seccomp filter
+command -v chromium >/dev/null 2>&1 || want+=(chromium)  # the dashboard's browser test (Playwright drives it)
 [ ${#want[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     echo "system-deps: ${want[*]} missing and cannot be installed here (need root and apt-get); dependent tests will skip" >&2

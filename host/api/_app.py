@@ -3,7 +3,7 @@
 Contract: `create_app(plugins, store)` returns an app with the node-type listing, workflow
 validation and masking, proxied plugin routes (also at the reference's `/api/v1/<prefix>` for
 plugins granted `reference_routes`), status, restart, health and readiness probes and metrics,
-and public run artifacts. The
+public run artifacts, and the operator's dashboard at `/ui`. The
 OpenAPI document includes each plugin's routes, taken from the route tables and OpenAPI fragments
 the plugins declare in their spec (no plugin code runs in the host).
 """
@@ -25,6 +25,7 @@ from . import (
     _proxy,
     _public,
     _reference_routes,
+    _ui,
     _workflows,
 )
 from ._state import CORE_NODE_TYPES, ApiLimits, ApiState
@@ -65,7 +66,7 @@ def create_app(
 
     app = FastAPI(title=API_TITLE, version=API_VERSION, lifespan=lifespan)
     app.state.plugbox = state
-    for module in (_node_types, _workflows, _observability, _health, _public):
+    for module in (_node_types, _workflows, _observability, _health, _public, _ui):
         app.include_router(module.router)
     app.mount(_proxy.PREFIX, _proxy.PluginRoutes(state))
     if any(grant.reference_routes for grant in plugins.grants.plugins.values()):

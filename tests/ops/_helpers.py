@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import select
+import socket
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 import anyio
 
 from host import HostConfig, PluginHost
+from host.completion import SQLiteRunStore
 from sdk.protocol import CompletionContextWire, CompletionRunParams
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,3 +92,28 @@ def readline_within(process: subprocess.Popen[bytes], seconds: float) -> str:
             raise AssertionError(f"stdout closed (so far: {line!r})")
         line += chunk
     return line.decode()
+
+
+@asynccontextmanager
+async def served(plugins: PluginHost, store: SQLiteRunStore) -> AsyncIterator[str]:
+    """The app over `plugins` on a real HTTP server on 127.0.0.1; yields its base URL."""
+    import uvicorn
+
+    from host.api import create_app
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(plugins, store), host="127.0.0.1", port=port, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    async with anyio.create_task_group() as group:
+        group.start_soon(server.serve)
+        with anyio.fail_after(30):
+            while not server.started:  # noqa: ASYNC110 - uvicorn has no started event
+                await anyio.sleep(0.02)
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.should_exit = True

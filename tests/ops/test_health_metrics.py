@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from host.completion import EmbeddedWorker, SQLiteRunStore, run_integrations
 from host.runtime import LIVE_KEY, IntegrationRuntimeContext, create_runtime_sessions, finish_call
 from sdk.protocol import Method, PingParams, PingResult
 
-from ._helpers import OPS_PLUGINS, REPO, chatty_params
+from ._helpers import OPS_PLUGINS, REPO, chatty_params, served
 
 pytestmark = pytest.mark.anyio
 RUNTIME_PLUGINS = REPO / "tests" / "fixtures" / "runtime_plugins"
@@ -226,3 +228,24 @@ async def test_a_plugin_killed_mid_call_counts_the_events_it_was_handed_as_dropp
         reason="process_died",
     )
     assert dropped == dropped_before + 40
+
+
+async def test_plugins_restart_command_restarts_through_a_running_server(ops_api: Env) -> None:
+    _, plugins, store = ops_api
+    before = (await plugins.get("chatty").start()) and plugins.get("chatty").plugin_pid
+    async with served(plugins, store) as base:
+        restart = [sys.executable, "-m", "host.cli", "plugins", "restart", "chatty", "--url", base]
+        done = await anyio.run_process(
+            restart, check=False, env={**os.environ, "PYTHONPATH": str(REPO)}
+        )
+        nobody = await anyio.run_process(
+            [*restart[:5], "nobody", "--url", base],
+            check=False,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+    assert done.returncode == 0, done.stderr.decode()
+    after = plugins.get("chatty").plugin_pid
+    assert after != before
+    assert done.stdout.decode().strip() == f"chatty: ready, pid {after}, restarts 1"
+    assert nobody.returncode == 1
+    assert "Unknown plugin: 'nobody'" in nobody.stderr.decode()
