@@ -23,7 +23,7 @@ sys.path[:] = [str(Path(__file__).resolve().parent.parent)] + [
 from bench._common import arguments, median, metric, print_table, write_results
 from bench._plugins import make_plugins
 from host import HostConfig, PluginHost
-from sdk.protocol import Method, PingParams, PingResult
+from sdk.protocol import Calls, PingParams, PingResult
 
 CORES = len(os.sched_getaffinity(0))
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -91,7 +91,7 @@ async def warm(root: Path, data: Path, repeats: int) -> tuple[float, float, floa
             samples.append((time.perf_counter() - started) * 1000)
         assert plugins.manifests, plugins.discovery_errors
         handle = plugins.get(sorted(plugins.manifests)[0])
-        ping: PingResult = await handle.call(Method.PING, PingParams(), result_type=PingResult)
+        ping: PingResult = await handle.call(Calls.PING, PingParams())
         return median(samples), refresh_ms, ping.rss_bytes / 2**20
 
 

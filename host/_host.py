@@ -8,8 +8,9 @@ Venvs are built on a plugin's first start, or all at once with `install()`.
 
 from __future__ import annotations
 
+import logging
 import sys
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
@@ -18,17 +19,28 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from sdk.protocol import PluginError
+from sdk.protocol import PluginError, ScrubbingFilter, SecretScrubber
 
 from ._grants import GRANTS_FILE, Effective, Grants, load_grants, resolve
 from ._logs import PluginLogs
 from ._manifest import DiscoveryError, Manifest, discover
 from ._process import LaunchConfig
-from ._redaction import SecretScrubber
 from ._registry import Registry
 from ._supervisor import PluginHandle
 from ._venv import Progress, VenvBuilder, VenvInfo, sdk_hash, sdk_source_dir
+from .client import PluginClient, learn_secrets
 from .sandbox import SandboxPermissions, SandboxPolicy
+
+# The host's loggers: a filter on each masks known secrets before any handler sees a record
+# (a logger's filters do not apply to records propagated from its children, hence the list).
+HOST_LOGGERS = (
+    "plugbox.supervisor",
+    "plugbox.registry",
+    "plugbox.runtime",
+    "plugbox.completion",
+    "plugbox.jobs",
+    "plugbox.sandbox",
+)
 
 
 @dataclass(frozen=True)
@@ -72,15 +84,19 @@ class PluginHost:
         data = self.config.data_dir
         self.grants = self.config.load_grants()
         self.venvs = VenvBuilder(data / "venvs", progress=progress)
-        self.registry = Registry(self.manifests, self.get, data / "spec-cache", sdk_hash())
+        self.registry = Registry(self.manifests, self.client, data / "spec-cache", sdk_hash())
         self._handles: dict[str, PluginHandle] = {}
+        self._clients: dict[str, PluginClient] = {}
         # Every plugin's recent log records, in memory and in <data>/logs (read by `plugbox logs`).
         self.logs = PluginLogs(data / "logs")
         # Known secret values, masked out of logs, errors, metrics and stored results.
         self.scrubber = SecretScrubber()
+        self.log_filter = ScrubbingFilter(self.scrubber)
         self._group: anyio.abc.TaskGroup | None = None
 
     async def __aenter__(self) -> PluginHost:
+        for name in HOST_LOGGERS:
+            logging.getLogger(name).addFilter(self.log_filter)
         self._group = anyio.create_task_group()
         await self._group.__aenter__()
         self.logs.attach()
@@ -94,6 +110,8 @@ class PluginHost:
     ) -> None:
         await self.aclose()
         self.logs.detach()
+        for name in HOST_LOGGERS:
+            logging.getLogger(name).removeFilter(self.log_filter)
         assert self._group is not None
         self._group.cancel_scope.cancel()
         # The body's own exception is not handed to the group, so it propagates unwrapped.
@@ -119,6 +137,32 @@ class PluginHost:
             manifest, config, self._group, scrubber=self.scrubber
         )
         return handle
+
+    def client(self, name: str) -> PluginClient:
+        """The client of plugin `name`: the only way host code calls a plugin."""
+        client = self._clients.get(name)
+        if client is None:
+            client = self._clients[name] = PluginClient(
+                self.get(name), self.registry, self.scrubber
+            )
+        return client
+
+    def learn_secrets(
+        self,
+        *,
+        definitions: Iterable[Mapping[str, Any] | None] = (),
+        user_config: Mapping[str, Any] | None = None,
+    ) -> SecretScrubber:
+        """The secrets of one run or request, learnt once: a scrubber for its answers, and the
+        host's (logs, errors, metrics) taught the same values."""
+        found = learn_secrets(
+            SecretScrubber(),
+            self.registry.sensitive_fields,
+            definitions=definitions,
+            user_config=user_config,
+        )
+        self.scrubber.merge(found)
+        return found
 
     def spawn(self, function: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
         """Run a background task for as long as the host lives (e.g. a live-event pump)."""

@@ -1,7 +1,7 @@
 """Masking layer: secrets in workflow definitions, masked for reading and restored on write-back.
 
-Contract (the reference's rules, `contract-reference.md` "Masking"): the mask of a secret keeps
-its last 4 characters and stars the rest (a value of 4 characters or fewer is fully starred).
+Contract (the reference's rules, `contract-reference.md` "Masking"; the mask itself is
+`sdk.protocol.mask_value`, shared with the plugins).
 Reading a definition masks every sensitive field of every node whose type declares it. Writing back
 restores a field whose incoming value equals the mask of the stored value of the node with the same
 id; any other value is a new secret, and a value that still looks masked is refused. Everything
@@ -11,31 +11,16 @@ here is driven by a `SensitiveFields` lookup (node type -> field names): no plug
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from sdk.protocol import MASK_CHAR, iter_nodes, mask_value, node_data
 
 SensitiveFields = Callable[[str], Sequence[str]]
 """Looks up the sensitive field names of a node type (empty for unknown types)."""
 
-MASK_CHAR = "*"
 MASK_MARKER = "***"  # a value containing this is taken to be a mask, never a real secret
-_VISIBLE_TAIL = 4
-
-
-def mask_value(value: Any) -> Any:
-    """Return the mask of one secret value; lists and dicts are masked element-wise."""
-    if isinstance(value, str):
-        if not value:
-            return value
-        if len(value) <= _VISIBLE_TAIL:
-            return MASK_CHAR * len(value)
-        return MASK_CHAR * (len(value) - _VISIBLE_TAIL) + value[-_VISIBLE_TAIL:]
-    if isinstance(value, list):
-        return [mask_value(item) for item in value]
-    if isinstance(value, dict):
-        return {key: mask_value(item) for key, item in value.items()}
-    return value  # numbers, booleans and null carry no secret text
 
 
 def looks_masked(value: Any) -> bool:
@@ -47,21 +32,6 @@ def looks_masked(value: Any) -> bool:
     if isinstance(value, dict):
         return any(looks_masked(item) for item in value.values())
     return False
-
-
-def iter_nodes(definition: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Yield the node dicts of a definition whose `nodes` is a list or an id -> node mapping."""
-    nodes = definition.get("nodes")
-    values = nodes.values() if isinstance(nodes, dict) else nodes if isinstance(nodes, list) else ()
-    for node in values:
-        if isinstance(node, dict):
-            yield node
-
-
-def node_data(node: dict[str, Any]) -> dict[str, Any]:
-    """The node's `data` dict (empty when absent or malformed)."""
-    data = node.get("data")
-    return data if isinstance(data, dict) else {}
 
 
 def mask_definition(definition: dict[str, Any], sensitive: SensitiveFields) -> dict[str, Any]:

@@ -13,25 +13,17 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
 
-from sdk.protocol import (
-    Method,
-    PluginError,
-    SpecParams,
-    SpecResult,
-    ValidateItem,
-    ValidateOutcome,
-    ValidateParams,
-    ValidateResult,
-    ValidationIssue,
-)
+from sdk.protocol import PluginError, SpecResult, ValidateItem, ValidateOutcome, ValidationIssue
 
 from ._manifest import Manifest
-from ._supervisor import PluginHandle
+
+if TYPE_CHECKING:
+    from .client import PluginClient
 
 logger = logging.getLogger("plugbox.registry")
 
@@ -59,12 +51,12 @@ class Registry:
     def __init__(
         self,
         manifests: Mapping[str, Manifest],
-        handle: Callable[[str], PluginHandle],
+        client: Callable[[str], PluginClient],
         cache_dir: Path,
         sdk_hash: str,
     ) -> None:
         self._manifests = manifests
-        self._handle = handle
+        self._client = client
         self._cache_dir = cache_dir
         self._sdk_hash = sdk_hash
         self.errors: list[PluginLoadError] = []
@@ -101,9 +93,7 @@ class Registry:
                 return msgspec.json.decode(path.read_bytes(), type=SpecResult)
             except (msgspec.DecodeError, msgspec.ValidationError):
                 path.unlink(missing_ok=True)
-        spec: SpecResult = await self._handle(manifest.name).call(
-            Method.SPEC, SpecParams(), result_type=SpecResult
-        )
+        spec = await self._client(manifest.name).spec()
         self.spec_fetches += 1
         self._cache_dir.mkdir(parents=True, exist_ok=True)
         for stale in self._cache_dir.glob(f"{manifest.name}-*.json"):
@@ -184,12 +174,8 @@ class Registry:
                 batches.setdefault(owner, []).append(index)
 
         async def run(plugin: str, indexes: list[int]) -> None:
-            params = ValidateParams(items=[items[i] for i in indexes])
             try:
-                result: ValidateResult = await self._handle(plugin).call(
-                    Method.VALIDATE, params, result_type=ValidateResult
-                )
-                answers = result.results
+                answers = await self._client(plugin).validate([items[i] for i in indexes])
             except PluginError as exc:
                 answers = [
                     ValidateOutcome(

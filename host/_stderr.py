@@ -15,7 +15,7 @@ from collections import deque
 import anyio
 import anyio.abc
 
-from ._redaction import SecretScrubber
+from sdk.protocol import SecretScrubber
 
 MAX_LINE = 8 * 1024  # longer lines are cut: a log line, not a data channel
 TAIL_LINES = 40  # enough context for a traceback in a crash report

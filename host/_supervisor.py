@@ -24,15 +24,20 @@ import anyio
 import anyio.abc
 
 from sdk.protocol import (
+    CallMethod,
+    Calls,
     CircuitOpen,
     ConnectionClosed,
     InitializeResult,
     LogParams,
     Method,
+    Notifications,
+    NotifyMethod,
     PluginCrashed,
     PluginError,
     PluginTimeout,
     RpcSession,
+    SecretScrubber,
 )
 
 from ._breaker import CrashBreaker
@@ -48,12 +53,12 @@ from ._process import (
     launch_spec,
 )
 from ._procinfo import plugin_pid, rss_bytes
-from ._redaction import SecretScrubber
 from ._stats import CallStats
 from ._stderr import StderrPump
 from .sandbox import launch as sandbox_launch
 
-T = TypeVar("T")
+P = TypeVar("P")
+R = TypeVar("R")
 LIVENESS_PING_S = 2.0  # after a timeout: a plugin that cannot answer `ping` is restarted
 RECENT_ERRORS = 10  # failed calls kept per plugin (with the remote traceback) for the dashboard
 logger = logging.getLogger("plugbox.supervisor")
@@ -69,6 +74,7 @@ class ProcessState(StrEnum):
 
 
 RequestHandler = Callable[[Any], Awaitable[Any]]
+ExitListener = Callable[[PluginProcess, PluginError | None], None]
 
 
 class PluginHandle:
@@ -99,6 +105,7 @@ class PluginHandle:
         self._proc: PluginProcess | None = None
         self._start_lock = anyio.Lock()
         self._handlers: dict[str, tuple[RequestHandler, Any]] = {}
+        self._exit_listeners: list[ExitListener] = []
         self._last_used = time.monotonic()
         self._in_flight = 0
         self._plugin_pid: tuple[PluginProcess, int] | None = None  # resolved once per process
@@ -132,38 +139,52 @@ class PluginHandle:
         return self._proc.process.layers if self._proc else ()
 
     def set_request_handler(
-        self, method: str, handler: RequestHandler, *, params_type: Any
+        self, method: CallMethod[P, R], handler: Callable[[P], Awaitable[R]]
     ) -> None:
         """Serve a plugin -> host request (e.g. `context.messages`) on every future process."""
-        self._handlers[method] = (handler, params_type)
+        self._handlers[method.name] = (handler, method.params)
         if self._proc is not None:
-            self._proc.session.on_request(method, handler, params_type=params_type)
+            self._proc.session.on_request(method.name, handler, params_type=method.params)
+
+    def on_exit(self, listener: ExitListener) -> None:
+        """Call `listener(process, error)` each time one of this plugin's processes ends."""
+        self._exit_listeners.append(listener)
+
+    @property
+    def process(self) -> PluginProcess | None:
+        """The ready process, if there is one (what a live session binds to)."""
+        return self._proc if self.state is ProcessState.READY else None
 
     async def call(
         self,
-        method: str,
-        params: Any,
+        method: CallMethod[P, R],
+        params: P,
         *,
-        result_type: type[T] | Any = Any,
         timeout: float | None = None,
-    ) -> T:
-        """Call `method` in the plugin, starting or restarting it as needed."""
+        process: PluginProcess | None = None,
+    ) -> R:
+        """Call `method` in the plugin, starting or restarting it as needed.
+
+        With `process`, the call goes to that process only: if it is no longer the plugin's ready
+        process (it crashed, stopped or was replaced), the call fails and nothing is started.
+        """
+        name = method.name
         self._last_used = time.monotonic()
         started = time.perf_counter()
         self._in_flight += 1
         try:
-            proc = await self.start()
-            result: T = await proc.session.request(
-                method, params, result_type=result_type, timeout=timeout or self._deadline(method)
+            proc = self._bound(process, name) if process is not None else await self.start()
+            result: R = await proc.session.request(
+                name, params, result_type=method.result, timeout=timeout or self._deadline(name)
             )
         except ConnectionClosed:
-            error = await self._crash_error(method)
-            self.stats.record(method, time.perf_counter() - started, ok=False)
+            error = await self._crash_error(name)
+            self.stats.record(name, time.perf_counter() - started, ok=False)
             self._remember(error)
             raise error from None
         except PluginError as exc:
-            self.stats.record(method, time.perf_counter() - started, ok=False)
-            exc.plugin, exc.method = exc.plugin or self.name, exc.method or method
+            self.stats.record(name, time.perf_counter() - started, ok=False)
+            exc.plugin, exc.method = exc.plugin or self.name, exc.method or name
             self._remember(exc)
             if isinstance(exc, PluginTimeout):
                 self._tg.start_soon(self._check_alive)
@@ -171,18 +192,30 @@ class PluginHandle:
         finally:
             self._in_flight -= 1
             self._last_used = time.monotonic()
-        self.stats.record(method, time.perf_counter() - started, ok=True)
+        self.stats.record(name, time.perf_counter() - started, ok=True)
         self._breaker.record_call_ok()
         return result
 
-    async def notify(self, method: str, params: Any) -> None:
-        """Send a notification to a running plugin (starting it if needed)."""
+    async def notify(self, method: NotifyMethod[P], params: P, *, process: PluginProcess) -> None:
+        """Send a notification to `process`; never starts one (a notification has no session)."""
         self._last_used = time.monotonic()
-        proc = await self.start()
+        proc = self._bound(process, method.name)
         try:
-            await proc.session.notify(method, params)
+            await proc.session.notify(method.name, params)
         except ConnectionClosed:
-            raise await self._crash_error(method) from None
+            raise await self._crash_error(method.name) from None
+
+    def _bound(self, process: PluginProcess, method: str) -> PluginProcess:
+        """`process` if it still serves this plugin; else the error that ended it."""
+        if process is self._proc and self.state is ProcessState.READY:
+            return process
+        if process.exited.is_set() and process.returncode is not None:
+            raise self._exit_error(process, method)
+        raise PluginCrashed(
+            "the plugin process this session was opened on has stopped",
+            plugin=self.name,
+            method=method,
+        )
 
     async def start(self) -> PluginProcess:
         """The ready process, started (or restarted after a backoff) if there is none."""
@@ -307,7 +340,7 @@ class PluginHandle:
     def _register(self, session: RpcSession) -> None:
         for method, (handler, params_type) in self._handlers.items():
             session.on_request(method, handler, params_type=params_type)
-        session.on_notification(Method.LOG, self._on_log, params_type=LogParams)
+        session.on_notification(Notifications.LOG.name, self._on_log, params_type=LogParams)
 
     async def _on_log(self, params: LogParams) -> None:
         logging.getLogger(f"plugbox.plugins.{self.name}").info("%s", params.message)
@@ -326,12 +359,15 @@ class PluginHandle:
             readers.cancel_scope.cancel()
         with anyio.CancelScope(shield=True):
             await proc.process.cleanup()
-        self._on_exit(proc)
+        error = self._on_exit(proc)
         proc.exited.set()
+        for listener in self._exit_listeners:
+            listener(proc, error)
 
-    def _on_exit(self, proc: PluginProcess) -> None:
+    def _on_exit(self, proc: PluginProcess) -> PluginError | None:
+        """Record why `proc` ended; the error when it died unexpectedly."""
         if self.state is ProcessState.DRAINING or self._proc is not proc:
-            return
+            return None
         if self.state is ProcessState.READY:
             self._breaker.record_crash()
             self.last_error = self._exit_error(proc, method=None)
@@ -341,8 +377,11 @@ class PluginHandle:
                 ProcessState.CIRCUIT_OPEN if self._breaker.is_open else ProcessState.CRASHED
             )
             logger.warning("plugin %r crashed: %s", self.name, self.last_error)
-        elif self.state is ProcessState.STARTING:
+            return self.last_error
+        if self.state is ProcessState.STARTING:
             self.last_error = self._exit_error(proc, method=Method.INITIALIZE)
+            return self.last_error
+        return None
 
     def _exit_error(self, proc: PluginProcess, method: str | None) -> PluginCrashed:
         code = proc.returncode if proc.returncode is not None else -signal.SIGKILL
@@ -373,7 +412,9 @@ class PluginHandle:
         if proc is None or self.state is not ProcessState.READY:
             return
         try:
-            await proc.session.request(Method.PING, {}, timeout=LIVENESS_PING_S)
+            await proc.session.request(
+                Calls.PING.name, {}, result_type=Calls.PING.result, timeout=LIVENESS_PING_S
+            )
         except PluginError:
             logger.warning(
                 "plugin %r does not answer ping after a timeout; restarting it", self.name

@@ -236,6 +236,8 @@ def check(path: Path, data_dir: DataDir = Path(".plugbox")) -> None:
     """Run the contract's testing expectations against the plugin in PATH (in its sandbox)."""
     from sdk.testing import check_plugin
 
+    from .client import CheckCaller
+
     target = path.resolve()
     root = target.parent
 
@@ -247,7 +249,7 @@ def check(path: Path, data_dir: DataDir = Path(".plugbox")) -> None:
                 raise ValueError(
                     f"{path} is not a valid plugin: {'; '.join(problems) or 'no plugin.toml'}"
                 )
-            report = await check_plugin(host.get(name))
+            report = await check_plugin(CheckCaller(host.client(name)))
             for expectation in report.expectations:
                 colour = {
                     "passed": "green",

@@ -13,7 +13,7 @@ import sys
 import time
 import traceback
 
-from ._redact import SecretRedactor
+from .protocol import SecretScrubber
 
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -21,7 +21,7 @@ _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 class JsonLinesHandler(logging.Handler):
     """Writes each record as one redacted JSON line to stderr."""
 
-    def __init__(self, redactor: SecretRedactor) -> None:
+    def __init__(self, redactor: SecretScrubber) -> None:
         super().__init__()
         self._redactor = redactor
 
@@ -34,7 +34,7 @@ class JsonLinesHandler(logging.Handler):
             self.handleError(record)
 
     def _payload(self, record: logging.LogRecord) -> dict[str, object]:
-        redact = self._redactor.redact
+        redact = self._redactor.scrub_text
         payload: dict[str, object] = {
             "ts": round(time.time(), 6),
             "level": record.levelname.lower(),
@@ -49,7 +49,7 @@ class JsonLinesHandler(logging.Handler):
         return payload
 
 
-def configure_logging(redactor: SecretRedactor, level: str = "INFO") -> None:
+def configure_logging(redactor: SecretScrubber, level: str = "INFO") -> None:
     """Route the root logger to JSON lines on stderr (replacing any handler)."""
     root = logging.getLogger()
     for handler in list(root.handlers):

@@ -26,7 +26,6 @@ from ._asgi import RoutesApp
 from ._build import authoring_notes
 from ._contexts import IntegrationCompletionContext, IntegrationRuntimeContext, SyncMessages
 from ._package import IntegrationPackageSpec
-from ._redact import SecretRedactor
 from ._runtime import IntegrationRuntimeSession
 from ._version import SDK_VERSION
 from ._views import DefinitionView, graph_view, run_view, user_config_view
@@ -56,6 +55,7 @@ from .protocol import (
     RuntimeFinishResult,
     RuntimeOpenParams,
     RuntimeOpenResult,
+    SecretScrubber,
     ShutdownParams,
     SpecParams,
     SpecResult,
@@ -92,12 +92,12 @@ class PluginServer:
         package: IntegrationPackageSpec | None,
         *,
         import_error: BaseException | None = None,
-        redactor: SecretRedactor | None = None,
+        redactor: SecretScrubber | None = None,
         package_version: str = "0.0.0",
     ) -> None:
         self.package = package
         self.import_error = import_error
-        self.redactor = redactor or SecretRedactor()
+        self.redactor = redactor or SecretScrubber()
         self.package_version = package_version
         self.shutdown_requested = anyio.Event()
         self.event_errors = 0
@@ -112,7 +112,7 @@ class PluginServer:
 
     def attach(self, session: RpcSession) -> None:
         self._session = session
-        session.set_redactor(self.redactor.redact)
+        session.set_redactor(self.redactor.scrub_text)
         routes: list[tuple[str, Callable[[Any], Any], Any]] = [
             (Method.INITIALIZE, self.initialize, InitializeParams),
             (Method.SPEC, self.spec, SpecParams),

@@ -22,7 +22,6 @@ from ._compat import install_compat_aliases
 from ._logging import configure_logging
 from ._loop import run
 from ._package import IntegrationPackageSpec, load_package
-from ._redact import SecretRedactor
 from ._server import PluginServer
 from ._stdio import WireFds, claim_stdio, open_wire
 from .protocol import (
@@ -30,6 +29,7 @@ from .protocol import (
     PLUGIN_COOKIE_ENV,
     PLUGIN_COOKIE_VALUE,
     RpcSession,
+    SecretScrubber,
 )
 
 COOKIE_ENV = PLUGIN_COOKIE_ENV
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m sdk.serve <import-package>", file=sys.stderr)
         return 2
     wire = claim_stdio()  # before any plugin code can print
-    redactor = SecretRedactor()
+    redactor = SecretScrubber()
     configure_logging(redactor, os.environ.get("PLUGBOX_LOG_LEVEL", "INFO"))
     run(serve, args[0], wire, redactor)  # on uvloop when installed (sdk/_loop.py)
     logging.shutdown()
@@ -70,7 +70,7 @@ def import_plugin(import_name: str) -> tuple[IntegrationPackageSpec | None, Base
         return None, exc
 
 
-async def serve(import_name: str, wire: WireFds, redactor: SecretRedactor) -> None:
+async def serve(import_name: str, wire: WireFds, redactor: SecretScrubber) -> None:
     """Serve the package on the wire fds until shutdown or EOF."""
     package, error = import_plugin(import_name)
     max_frame = int(os.environ.get("PLUGBOX_MAX_FRAME_SIZE", DEFAULT_MAX_FRAME_SIZE))

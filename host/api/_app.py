@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from .._redaction import SecretScrubber
 from . import (
     _health,
     _node_types,
@@ -44,7 +43,6 @@ def create_app(
     store: RunStore | None = None,
     *,
     limits: ApiLimits | None = None,
-    scrubber: SecretScrubber | None = None,
     core_node_types: Iterable[str] = CORE_NODE_TYPES,
 ) -> FastAPI:
     """Build the plugbox API over a running `PluginHost` (and a run store for public artifacts).
@@ -55,7 +53,6 @@ def create_app(
         plugins,
         store,
         limits or ApiLimits(),
-        scrubber or plugins.scrubber,
         core_node_types=frozenset(core_node_types),
     )
 

@@ -6,11 +6,7 @@ Contract: a crashed plugin is 502, a deadline 504, an open circuit 503, any othe
 
 from __future__ import annotations
 
-from fastapi.responses import JSONResponse
-
 from sdk.protocol import CircuitOpen, PluginCrashed, PluginError, PluginTimeout
-
-from .._redaction import SecretScrubber
 
 _STATUS_BY_ERROR: tuple[tuple[type[PluginError], int], ...] = (
     (CircuitOpen, 503),
@@ -27,14 +23,6 @@ def status_for(error: PluginError) -> int:
     return 502
 
 
-def plugin_error_response(
-    error: PluginError, *, plugin: str, method: str, scrubber: SecretScrubber
-) -> JSONResponse:
-    """A JSON error response for a failed plugin call."""
-    body = {
-        "detail": scrubber.scrub_text(str(error)),
-        "plugin": plugin,
-        "method": method,
-        "error": type(error).__name__,
-    }
-    return JSONResponse(body, status_code=status_for(error))
+def error_body(error: PluginError, *, plugin: str, method: str) -> dict[str, str]:
+    """The JSON body of a failed plugin call (its text was scrubbed by the plugin's client)."""
+    return {"detail": str(error), "plugin": plugin, "method": method, "error": type(error).__name__}

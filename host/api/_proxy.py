@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, NamedTuple
 
-from sdk.protocol import HttpRequestParams, HttpResponseResult, Method, PluginError
+from sdk.protocol import HttpResponseResult, Method, PluginError
 
 from .._registry import Registry
-from ._errors import status_for
+from ._errors import error_body, status_for
 from ._state import ApiState
 
 PREFIX = "/api/v1/integrations"
@@ -27,6 +27,16 @@ _HOP_BY_HOP = frozenset({"content-length", "transfer-encoding", "connection", "k
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class _Incoming(NamedTuple):
+    """A request as read and held to the limits here; the plugin's client makes it wire params."""
+
+    method: str
+    path: str
+    query_string: str
+    headers: list[tuple[str, str]]
+    body: bytes
 
 
 class Refused(Exception):
@@ -52,23 +62,20 @@ class PluginRoutes:
             info = registry.get_package(package)
             if info is None or not info.spec.capabilities.routes:
                 raise Refused(404, f"plugin {package!r} has no HTTP routes")
-            params = await self._request(scope, receive, path)
-            result: HttpResponseResult = await self.state.plugins.get(package).call(
-                Method.HTTP_REQUEST,
-                params,
-                result_type=HttpResponseResult,
+            request = await self._request(scope, receive, path)
+            result = await self.state.plugins.client(package).http(
+                request.method,
+                request.path,
+                query_string=request.query_string,
+                headers=request.headers,
+                body=request.body,
                 timeout=self.state.limits.route_timeout_s,
             )
         except Refused as refused:
             await _json(send, refused.status, {"detail": refused.detail, "plugin": package})
             return
         except PluginError as error:
-            body = {
-                "detail": self.state.scrubber.scrub_text(str(error)),
-                "plugin": package,
-                "method": Method.HTTP_REQUEST,
-                "error": type(error).__name__,
-            }
+            body = error_body(error, plugin=package, method=Method.HTTP_REQUEST)
             await _json(send, status_for(error), body)
             return
         await _respond(send, result)
@@ -78,7 +85,7 @@ class PluginRoutes:
         package, _, rest = path.lstrip("/").partition("/")
         return package, "/" + rest
 
-    async def _request(self, scope: Scope, receive: Receive, path: str) -> HttpRequestParams:
+    async def _request(self, scope: Scope, receive: Receive, path: str) -> _Incoming:
         limits = self.state.limits
         raw: list[tuple[bytes, bytes]] = scope.get("headers", [])
         if len(raw) > limits.max_header_count:
@@ -89,7 +96,7 @@ class PluginRoutes:
         declared = next((v for k, v in headers if k.lower() == "content-length"), "")
         if declared.isdigit() and int(declared) > limits.max_body_bytes:
             raise Refused(413, f"request body exceeds {limits.max_body_bytes} bytes")
-        return HttpRequestParams(
+        return _Incoming(
             method=scope["method"],
             path=path,
             query_string=scope.get("query_string", b"").decode("latin-1"),

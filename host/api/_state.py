@@ -1,4 +1,4 @@
-"""HTTP layer: the state every route reads (plugin host, run store, limits, scrubber).
+"""HTTP layer: the state every route reads (plugin host, run store, limits).
 
 Contract: `create_app` stores one `ApiState` on `app.state.plugbox`; routes get it through the
 `api_state` dependency and call `ready()` before reading the registry, which loads specs once from
@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 from fastapi import Depends, Request
-
-from .._redaction import SecretScrubber
 
 if TYPE_CHECKING:
     from .._host import PluginHost
@@ -44,7 +42,6 @@ class ApiState:
     plugins: PluginHost
     store: RunStore | None
     limits: ApiLimits
-    scrubber: SecretScrubber = field(default_factory=SecretScrubber)
     core_node_types: frozenset[str] = CORE_NODE_TYPES
     worker: Any = None  # an `EmbeddedWorker` run by the embedding process, for `/readyz`
     _loaded: bool = False

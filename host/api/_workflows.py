@@ -18,10 +18,9 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from sdk.protocol import ValidateItem, ValidateOutcome
+from sdk.protocol import ValidateItem, ValidateOutcome, iter_nodes, node_data
 
-from .._masking import MaskedSecretError, iter_nodes, mask_definition, merge_secrets, node_data
-from .._redaction import secret_values
+from .._masking import MaskedSecretError, mask_definition, merge_secrets
 from .._registry import Registry
 from ._graph import GraphProblem, graph_problems
 from ._state import ApiStateDep
@@ -62,7 +61,7 @@ async def validate_workflow(body: WorkflowDefinition, state: ApiStateDep) -> Val
     """Every problem of a definition: node data, unknown types, graph constraints."""
     registry = await state.ready()
     definition = body.model_dump()
-    state.scrubber.add(secret_values(definition, registry.sensitive_fields))
+    state.plugins.learn_secrets(definitions=(definition,))
     nodes = list(iter_nodes(definition))
     problems = await _node_problems(nodes, registry, state.core_node_types)
     problems += [
@@ -79,7 +78,7 @@ async def mask_workflow(body: WorkflowDefinition, state: ApiStateDep) -> dict[st
     """The definition with every sensitive field masked."""
     registry = await state.ready()
     definition = body.model_dump()
-    state.scrubber.add(secret_values(definition, registry.sensitive_fields))
+    state.plugins.learn_secrets(definitions=(definition,))
     return mask_definition(definition, registry.sensitive_fields)
 
 
@@ -89,12 +88,10 @@ async def merge_workflow_secrets(
 ) -> dict[str, Any] | JSONResponse:
     """The incoming definition with stored secrets restored where it carries their masks."""
     registry = await state.ready()
-    for definition in (body.incoming, body.stored):
-        state.scrubber.add(secret_values(definition.model_dump(), registry.sensitive_fields))
+    incoming, stored = body.incoming.model_dump(), body.stored.model_dump()
+    state.plugins.learn_secrets(definitions=(incoming, stored))
     try:
-        return merge_secrets(
-            body.incoming.model_dump(), body.stored.model_dump(), registry.sensitive_fields
-        )
+        return merge_secrets(incoming, stored, registry.sensitive_fields)
     except MaskedSecretError as error:
         problems = [
             {"node_id": p.node_id, "field": p.field, "message": p.message, "type": "masked_secret"}

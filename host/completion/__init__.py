@@ -6,6 +6,10 @@ runs the same job on Redis for scale-out (imported only by `plugbox worker`), an
 a run there with `enqueue_run_integrations(run_id, redis_url=...)`.
 """
 
+from .._keys import HOST_WRITER as HOST_WRITER
+from ..client import ResultError as ResultError
+from ..client import check_result as check_result
+from ..client import error_entry as error_entry
 from ._jobs import EmbeddedWorker as EmbeddedWorker
 from ._jobs import enqueue as enqueue
 from ._jobs import job_state as job_state
@@ -14,10 +18,6 @@ from ._orchestrator import PluginOutcome as PluginOutcome
 from ._orchestrator import idempotency_key as idempotency_key
 from ._orchestrator import run_integrations as run_integrations
 from ._remote import enqueue_run_integrations as enqueue_run_integrations
-from ._results import ResultError as ResultError
-from ._results import check_result as check_result
-from ._results import error_entry as error_entry
-from ._store import HOST_WRITER as HOST_WRITER
 from ._store import MergeReport as MergeReport
 from ._store import SQLiteRunStore as SQLiteRunStore
 from ._store import WorkflowRun as WorkflowRun

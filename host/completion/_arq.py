@@ -21,10 +21,9 @@ import anyio
 from arq import Retry, create_pool
 from arq.connections import RedisSettings
 
-from sdk.protocol import PluginError
+from sdk.protocol import PluginError, iter_nodes
 
 from .._host import HostConfig, PluginHost
-from .._masking import iter_nodes
 from ._arq_codec import decode_job, encode_job
 from ._orchestrator import run_integrations
 from ._store import SQLiteRunStore, WorkflowRun

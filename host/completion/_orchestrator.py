@@ -23,20 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from sdk.protocol import (
-    CompletionContextWire,
-    CompletionRunParams,
-    CompletionRunResult,
-    Method,
-    PluginError,
-)
+from sdk.protocol import PluginError, SecretScrubber, iter_nodes
 
 from .._counters import COUNTERS, DELIVERIES
+from .._keys import HOST_WRITER
 from .._manifest import PHASE_ORDER, Manifest
-from .._masking import iter_nodes
-from .._redaction import SecretScrubber, redact_for_plugin, secret_values
-from ._results import ResultError, check_result
-from ._store import HOST_WRITER, SQLiteRunStore, WorkflowRun
+from ..client import CompletionAnswer, ResultError
+from ._store import SQLiteRunStore, WorkflowRun
 
 if TYPE_CHECKING:
     from .._host import PluginHost
@@ -88,8 +81,9 @@ async def run_integrations(
         return CompletionReport(run_id, None)
     token = await store.ensure_public_token(run_id)
     report = CompletionReport(run_id, token)
-    scrubber = scrubber or plugins.scrubber
-    scrubber.add(secret_values(run.workflow_definition, registry.sensitive_fields))
+    secrets = plugins.learn_secrets(definitions=(run.workflow_definition,))
+    if scrubber is not None:
+        scrubber.merge(secrets)
     for phase in PHASE_ORDER:
         names = [name for name in sorted(work) if plugins.manifests[name].completion.phase == phase]
         if not names:
@@ -98,7 +92,7 @@ async def run_integrations(
         assert current is not None
         async with anyio.create_task_group() as group:
             for name in names:
-                job = _PluginJob(plugins, store, scrubber, current, name, work[name], sleep)
+                job = _PluginJob(plugins, store, secrets, current, name, work[name], sleep)
                 group.start_soon(job.execute, report)
     return report
 
@@ -119,7 +113,7 @@ def _work_by_plugin(run: WorkflowRun, plugins: PluginHost) -> dict[str, list[dic
 class _PluginJob:
     plugins: PluginHost
     store: SQLiteRunStore
-    scrubber: SecretScrubber
+    secrets: SecretScrubber  # the run's, learnt once
     workflow_run: WorkflowRun
     name: str
     nodes: list[dict[str, Any]]
@@ -145,13 +139,14 @@ class _PluginJob:
             await self._record_failure(exc, pending, outcome)
         COUNTERS.inc(DELIVERIES, len(pending), plugin=self.name, outcome=outcome.status)
 
-    async def _call_with_retries(
-        self, nodes: list[dict[str, Any]]
-    ) -> tuple[CompletionRunResult, int]:
+    async def _call_with_retries(self, nodes: list[dict[str, Any]]) -> tuple[CompletionAnswer, int]:
         policy = self.manifest.completion
         for attempt in range(1, policy.max_attempts + 1):
             try:
                 return await self._call(nodes, attempt), attempt
+            except ResultError as exc:
+                exc.data["attempts"] = attempt  # an unstorable answer is not retried
+                raise
             except PluginError as exc:
                 exc.data["attempts"] = attempt
                 logger.warning(
@@ -163,39 +158,18 @@ class _PluginJob:
                 await self.sleep(random.uniform(ceiling / 2, ceiling))
         raise AssertionError("unreachable: max_attempts >= 1")
 
-    async def _call(self, nodes: list[dict[str, Any]], attempt: int) -> CompletionRunResult:
-        registry = self.plugins.registry
-        own = registry.get_package(self.name)
-        own_types = own.type_names if own else []
-        sensitive = registry.sensitive_fields
-        context = CompletionContextWire(
-            workflow_run_id=self.workflow_run.id,
-            workflow_run=redact_for_plugin(
-                self.workflow_run.as_contract_dict(), own_types=own_types, sensitive=sensitive
-            ),
-            workflow_definition=redact_for_plugin(
-                self.workflow_run.workflow_definition, own_types=own_types, sensitive=sensitive
-            ),
-            organization_id=self.workflow_run.organization_id,
-            definition_id=self.workflow_run.definition_id,
-            public_token=self.workflow_run.public_token,
-            idempotency_keys={
-                str(n.get("id")): idempotency_key(self.workflow_run.id, str(n.get("id")))
-                for n in nodes
-            },
-            attempt=attempt,
+    async def _call(self, nodes: list[dict[str, Any]], attempt: int) -> CompletionAnswer:
+        run = self.workflow_run
+        keys = {str(n.get("id")): idempotency_key(run.id, str(n.get("id"))) for n in nodes}
+        return await self.plugins.client(self.name).run_completion(
+            run, nodes, idempotency_keys=keys, attempt=attempt, secrets=self.secrets
         )
-        params = CompletionRunParams(nodes=nodes, context=context)
-        result: CompletionRunResult = await self.plugins.get(self.name).call(
-            Method.COMPLETION_RUN, params, result_type=CompletionRunResult
-        )
-        return result
 
     async def _record_success(
-        self, result: CompletionRunResult, pending: list[dict[str, Any]], outcome: PluginOutcome
+        self, answer: CompletionAnswer, pending: list[dict[str, Any]], outcome: PluginOutcome
     ) -> None:
-        entries = self.scrubber.scrub(check_result(self.name, result.result))
-        for name, artifact in result.artifacts.items():
+        entries = answer.entries
+        for name, artifact in answer.artifacts.items():
             await self.store.put_artifact(
                 self.workflow_run.id, name, artifact.content_type, artifact.body
             )
@@ -230,17 +204,13 @@ class _PluginJob:
         pending: list[dict[str, Any]],
         outcome: PluginOutcome,
     ) -> None:
-        attempts = (
-            int(error.data.get("attempts", outcome.attempts))
-            if isinstance(error, PluginError)
-            else outcome.attempts
-        )
-        message = self.scrubber.scrub_text(str(error))
+        attempts = int(error.data.get("attempts", outcome.attempts))
+        message = self.secrets.scrub_text(str(error))
         described: dict[str, Any] = {"type": type(error).__name__, "message": message}
         # The plugin's own traceback (sent in the error's data) is kept with the node's result.
         remote = error.data.get("traceback") if isinstance(error.data, dict) else None
         if remote:
-            described["traceback"] = self.scrubber.scrub_text(str(remote))
+            described["traceback"] = self.secrets.scrub_text(str(remote))
         failures: dict[str, Any] = {
             f"integration_{self.name}": {"error": "completion_handler_failed"},  # the reference's
         }

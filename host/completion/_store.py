@@ -24,11 +24,9 @@ from typing import Any, TypeVar
 
 import anyio
 
+from .._keys import HOST_WRITER, RESERVED_PREFIXES
+
 T = TypeVar("T")
-HOST_WRITER = "host"  # the writer name of keys the host itself owns
-# Keys only the host may write, whoever comes first: its live-delivery figures and the error
-# entries it records for plugins (`integration_<plugin>`, as the reference names them).
-RESERVED_PREFIXES = ("plugbox_", "integration_")
 
 _MIGRATIONS: tuple[str, ...] = (
     """

@@ -5,7 +5,7 @@ and `on_call_finished(...)`; `finish_call(...)` persists their snapshots into th
 pipecat is imported only when a session attaches to a worker.
 """
 
-from ._finish import LIVE_KEY as LIVE_KEY
+from .._keys import LIVE_KEY as LIVE_KEY
 from ._finish import finish_call as finish_call
 from ._queue import RunBridge as RunBridge
 from ._sessions import HostRuntimeSession as HostRuntimeSession

@@ -21,6 +21,7 @@ Payload = dict[str, Any]
 Extracted = Iterator[tuple[str, Payload]]
 Extractor = Callable[[Any], Extracted]
 MetricReader = Callable[[Any], Payload | None]
+Sink = Callable[[str, float, Payload], None]  # (kind, t_ms, data): the observer's only output
 
 
 def jsonable(value: Any) -> Any:

@@ -21,7 +21,6 @@ from pipecat.processors.frame_processor import FrameDirection
 from sdk.protocol import EventKind
 
 from . import _events as ev
-from ._queue import Sink
 
 _NS_PER_MS = 1_000_000  # FramePushed.timestamp is nanoseconds on the pipeline clock
 
@@ -58,7 +57,7 @@ EXTRACTORS: dict[type, ev.Extractor] = {
 class BridgeObserver(BaseObserver):
     """Turns a run's frames into events for its bridge: first push only, downstream copy only."""
 
-    def __init__(self, sink: Sink) -> None:
+    def __init__(self, sink: ev.Sink) -> None:
         super().__init__(observe_every_push=False)
         self._sink = sink
         self._cache: dict[type, ev.Extractor | None] = {}

@@ -3,13 +3,14 @@
 Contract: `RunBridge.emit(kind, t_ms, data)` is the observer's sink. It runs inside pipecat's
 observer task, so it never awaits and never blocks: it numbers the event and `offer`s it to each
 plugin queue subscribed to its kind; a full queue (or one whose plugin is gone) drops the event and
-counts it. One host-owned pump per queue sends what is queued in batches as `runtime.events`
-notifications; a slow or dead plugin only fills and overflows its own queue, never the pipeline's
-or another plugin's. After the call `drain(timeout)` sends what is left (pipecat cancels observer
-tasks at teardown; the host's pumps outlive them), bounded, and counts the rest as dropped. Every
-loss is also counted where it happens in `plugbox_live_events_dropped_total{plugin, reason}`:
-`overflow`, `plugin_gone`, `deadline`, and `process_died` for events already handed to a process
-that died before finishing the call (they were in its pipe or its session: no snapshot has them).
+counts it. One pump per queue sends what is queued in batches through its live session (the
+`runtime.events` notifications are the client's); a slow or dead plugin only fills and overflows
+its own queue, never the pipeline's or another plugin's. After the call `drain(timeout)` sends
+what is left (pipecat cancels observer tasks at teardown; the pumps outlive them), bounded, then
+ends the pump and counts the rest as dropped. Every loss is also counted where it happens in
+`plugbox_live_events_dropped_total{plugin, reason}`: `overflow`, `plugin_gone`, `deadline`, and
+`process_died` for events already handed to a process that died before finishing the call (they
+were in its pipe or its session: no snapshot has them).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import anyio
 
-from sdk.protocol import LiveEvent, PluginError, RuntimeEventsParams
+from sdk.protocol import LiveEvent, PluginError
 
 from .._counters import COUNTERS, LIVE_DELIVERED, LIVE_DROPPED
 
@@ -30,8 +31,7 @@ QUEUE_CAPACITY = 10_000  # events held per plugin: about a minute of a busy call
 BATCH_SIZE = 500  # events per notification: one pipe write, far below the frame size limit
 BATCH_WINDOW_S = 0.002  # a short wait after the first event groups a burst into one notification
 
-Sink = Callable[[str, float, dict[str, Any]], None]
-Send = Callable[[RuntimeEventsParams], Awaitable[None]]
+Send = Callable[[list[LiveEvent], int], Awaitable[None]]  # (events, dropped so far)
 Check = Callable[[], PluginError | None]  # the error when the session's process is gone
 
 
@@ -62,6 +62,7 @@ class PluginQueue:
         self._send, self.check = send, check
         self._ready, self._done = anyio.Event(), anyio.Event()
         self._closed = False
+        self._scope: anyio.CancelScope | None = None  # the pump's, so the drain can end it
 
     def wants(self, kind: str) -> bool:
         return self.subscriptions is None or kind in self.subscriptions
@@ -80,15 +81,16 @@ class PluginQueue:
     async def pump(self) -> None:
         """Send queued events in batches until drained after the call, or the plugin fails."""
         try:
-            while not self._closed or self.events:
-                if not self.events:
-                    await self._ready.wait()
-                    self._ready = anyio.Event()
-                    continue
-                if len(self.events) < BATCH_SIZE and not self._closed:
-                    await anyio.sleep(BATCH_WINDOW_S)
-                if not await self._send_batch():
-                    break
+            with anyio.CancelScope() as self._scope:
+                while not self._closed or self.events:
+                    if not self.events:
+                        await self._ready.wait()
+                        self._ready = anyio.Event()
+                        continue
+                    if len(self.events) < BATCH_SIZE and not self._closed:
+                        await anyio.sleep(BATCH_WINDOW_S)
+                    if not await self._send_batch():
+                        break
         finally:
             self._done.set()
 
@@ -99,7 +101,7 @@ class PluginQueue:
             lost = self.check()
             if lost is not None:
                 raise lost  # never restart a plugin mid-call: the session lived in that process
-            await self._send(RuntimeEventsParams(self.session_id, batch, self.dropped))
+            await self._send(batch, self.dropped)
         except PluginError as exc:
             self._fail(exc, unsent=len(batch))
             return False
@@ -113,11 +115,16 @@ class PluginQueue:
         logger.warning("plugin %r stopped receiving live events: %s", self.plugin, exc)
 
     async def drain(self, timeout: float) -> None:
-        """Close the queue and wait (at most `timeout`) until the pump has sent what is left."""
+        """Close the queue and wait (at most `timeout`) until the pump has sent what is left.
+
+        A pump still busy then (its plugin stopped reading) is cancelled: it ends with its call.
+        """
         self._closed = True
         self._ready.set()
         with anyio.move_on_after(timeout):
             await self._done.wait()
+        if self._scope is not None and not self._done.is_set():
+            self._scope.cancel()
         if self.events:
             logger.warning(
                 "plugin %r: %d live events not delivered before the call-finish deadline",

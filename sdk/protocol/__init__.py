@@ -4,6 +4,10 @@ Imports only msgspec, anyio and the standard library. The host imports this pack
 else of the SDK; `docs/protocol.md` specifies the same wire without Python.
 """
 
+from ._catalogue import CallMethod as CallMethod
+from ._catalogue import Calls as Calls
+from ._catalogue import Notifications as Notifications
+from ._catalogue import NotifyMethod as NotifyMethod
 from ._errors import CircuitOpen as CircuitOpen
 from ._errors import ConnectionClosed as ConnectionClosed
 from ._errors import FrameTooLarge as FrameTooLarge
@@ -76,6 +80,18 @@ from ._methods import ValidateOutcome as ValidateOutcome
 from ._methods import ValidateParams as ValidateParams
 from ._methods import ValidateResult as ValidateResult
 from ._methods import ValidationIssue as ValidationIssue
+from ._secrets import CREDENTIAL_KEY as CREDENTIAL_KEY
+from ._secrets import MASK_CHAR as MASK_CHAR
+from ._secrets import ScrubbingFilter as ScrubbingFilter
+from ._secrets import SecretScrubber as SecretScrubber
+from ._secrets import SensitiveLookup as SensitiveLookup
+from ._secrets import credential_secrets as credential_secrets
+from ._secrets import iter_nodes as iter_nodes
+from ._secrets import mask as mask
+from ._secrets import mask_value as mask_value
+from ._secrets import node_data as node_data
+from ._secrets import node_secrets as node_secrets
+from ._secrets import strings_in as strings_in
 from ._session import RpcSession as RpcSession
 from ._streams import AsyncioReceiveStream as AsyncioReceiveStream
 from ._streams import AsyncioSendStream as AsyncioSendStream
@@ -87,7 +103,9 @@ from ._streams import open_pipe_stream as open_pipe_stream
 
 __all__ = [
     "ALL_EVENT_KINDS",
+    "CREDENTIAL_KEY",
     "DEFAULT_MAX_FRAME_SIZE",
+    "MASK_CHAR",
     "PLUGIN_COOKIE_ENV",
     "PLUGIN_COOKIE_VALUE",
     "PROTOCOL_VERSION",
@@ -96,6 +114,8 @@ __all__ = [
     "AsyncioReceiveStream",
     "AsyncioSendStream",
     "ByteMessageStream",
+    "CallMethod",
+    "Calls",
     "CancelParams",
     "Capabilities",
     "CircuitOpen",
@@ -127,6 +147,8 @@ __all__ = [
     "MethodNotFound",
     "NodeTypeInfo",
     "Notification",
+    "Notifications",
+    "NotifyMethod",
     "ParseError",
     "ParseFailure",
     "PingParams",
@@ -149,6 +171,9 @@ __all__ = [
     "RuntimeOpenParams",
     "RuntimeOpenResult",
     "SandboxError",
+    "ScrubbingFilter",
+    "SecretScrubber",
+    "SensitiveLookup",
     "ShutdownParams",
     "SpecParams",
     "SpecResult",
@@ -159,11 +184,18 @@ __all__ = [
     "ValidateResult",
     "ValidationIssue",
     "WireError",
+    "credential_secrets",
     "decode_frame",
     "encode_message",
     "error_from_wire",
     "error_to_wire",
+    "iter_nodes",
+    "mask",
+    "mask_value",
     "memory_message_pair",
+    "node_data",
+    "node_secrets",
     "open_pipe_stream",
+    "strings_in",
     "typed_decoder",
 ]

@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from host import HostConfig, PluginHost
-from host._masking import mask_value
 from host.api import ApiLimits, create_app
 from host.completion import SQLiteRunStore
+from sdk.protocol import mask_value
 
 pytestmark = pytest.mark.anyio
 PLUGINS = Path(__file__).resolve().parents[1] / "fixtures" / "api_plugins"

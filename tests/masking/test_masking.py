@@ -6,13 +6,8 @@ from typing import Any
 
 import pytest
 
-from host._masking import (
-    MaskedSecretError,
-    looks_masked,
-    mask_definition,
-    mask_value,
-    merge_secrets,
-)
+from host._masking import MaskedSecretError, looks_masked, mask_definition, merge_secrets
+from sdk.protocol import mask_value
 
 SENSITIVE = {"crm": ("api_key", "tokens"), "notifier": ("webhook_url",)}
 

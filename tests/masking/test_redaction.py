@@ -7,13 +7,14 @@ from typing import Any
 
 import pytest
 
-from host._masking import mask_value
-from host._redaction import (
+from host.client import redact_for_plugin
+from sdk.protocol import (
     ScrubbingFilter,
     SecretScrubber,
-    credential_values,
-    redact_for_plugin,
-    secret_values,
+    credential_secrets,
+    iter_nodes,
+    mask_value,
+    node_secrets,
 )
 
 SENSITIVE = {"crm": ("api_key",), "notifier": ("webhook_url",)}
@@ -64,8 +65,8 @@ def test_redaction_returns_a_copy_and_leaves_the_original_intact() -> None:
 
 def test_the_scrubber_masks_known_secrets_in_text_and_json() -> None:
     scrubber = SecretScrubber()
-    scrubber.add(secret_values(payload()["workflow_definition"], sensitive))
-    scrubber.add(credential_values(payload()["user_config"]))
+    scrubber.add(node_secrets(iter_nodes(payload()["workflow_definition"]), sensitive))
+    scrubber.add(credential_secrets(payload()["user_config"]))
     text = f"failed to post to {HOOK} with key {CRM_KEY} ({OPENAI})"
     cleaned = scrubber.scrub_text(text)
     for secret in (HOOK, CRM_KEY, OPENAI):

@@ -13,11 +13,11 @@ import httpx
 import pytest
 
 from host import HostConfig, PluginHost
-from host._masking import mask_value
 from host.api import create_app
 from host.completion import SQLiteRunStore, run_integrations
 from host.runtime import LIVE_KEY, IntegrationRuntimeContext, create_runtime_sessions, finish_call
 from host.runtime.scripted_call import run_scripted_call
+from sdk.protocol import mask_value
 
 pytestmark = pytest.mark.anyio
 PLUGINS = Path(__file__).resolve().parents[1] / "fixtures" / "privilege_plugins"

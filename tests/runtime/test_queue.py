@@ -24,12 +24,12 @@ class Recorder:
         self.blocking = False
         self.fail_after = fail_after
 
-    async def send(self, params: RuntimeEventsParams) -> None:
+    async def send(self, events: list[LiveEvent], dropped: int) -> None:
         if self.fail_after is not None and len(self.batches) >= self.fail_after:
             raise PluginCrashed("pipe closed", plugin="recorder", method="runtime.events")
         if self.blocking:
             await self.release.wait()
-        self.batches.append(params)
+        self.batches.append(RuntimeEventsParams("s", events, dropped))
 
     def seqs(self) -> list[int]:
         return [event.seq for batch in self.batches for event in batch.events]

@@ -16,6 +16,7 @@ import pytest
 
 from host import HostConfig, PluginHost, ProcessState
 from sdk.protocol import (
+    Calls,
     CompletionContextWire,
     CompletionRunParams,
     CompletionRunResult,
@@ -56,7 +57,7 @@ def completion_params() -> CompletionRunParams:
 
 async def complete(plugins: PluginHost, name: str = "misbehaving") -> CompletionRunResult:
     result: CompletionRunResult = await plugins.get(name).call(
-        Method.COMPLETION_RUN, completion_params(), result_type=CompletionRunResult
+        Calls.COMPLETION_RUN, completion_params()
     )
     return result
 
@@ -151,7 +152,7 @@ async def test_a_crash_mid_call_fails_the_call_and_the_next_call_restarts(tmp_pa
             await complete(plugins)
         assert "exited with code 7" in str(caught.value)
         assert caught.value.method == Method.COMPLETION_RUN
-        ping: PingResult = await handle.call(Method.PING, PingParams(), result_type=PingResult)
+        ping: PingResult = await handle.call(Calls.PING, PingParams())
         assert ping.pid > 0
         assert handle.restarts == 1
 
@@ -161,12 +162,11 @@ async def test_a_hanging_handler_times_out_and_other_calls_still_work(tmp_path: 
         handle = plugins.get("misbehaving")
         with pytest.raises(PluginTimeout):
             await handle.call(
-                Method.COMPLETION_RUN,
+                Calls.COMPLETION_RUN,
                 completion_params(),
-                result_type=CompletionRunResult,
                 timeout=0.5,
             )
-        ping: PingResult = await handle.call(Method.PING, PingParams(), result_type=PingResult)
+        ping: PingResult = await handle.call(Calls.PING, PingParams())
         assert ping.pid > 0
 
 
@@ -194,7 +194,7 @@ async def test_a_stderr_flood_with_long_lines_never_blocks_the_plugin(tmp_path: 
 async def test_garbage_on_the_wire_is_counted_and_the_call_still_answers(tmp_path: Path) -> None:
     async with plugin_host(tmp_path, "garbage_stdout") as plugins:
         handle = plugins.get("misbehaving")
-        ping: PingResult = await handle.call(Method.PING, PingParams(), result_type=PingResult)
+        ping: PingResult = await handle.call(Calls.PING, PingParams())
         assert ping.pid > 0
         proc = await handle.start()
         assert proc.session.parse_failures >= 1
@@ -206,9 +206,7 @@ async def test_an_oversize_response_is_a_typed_error_and_the_plugin_keeps_servin
     async with plugin_host(tmp_path, "oversize") as plugins:
         with pytest.raises(FrameTooLarge):
             await complete(plugins)
-        ping: PingResult = await plugins.get("misbehaving").call(
-            Method.PING, PingParams(), result_type=PingResult
-        )
+        ping: PingResult = await plugins.get("misbehaving").call(Calls.PING, PingParams())
         assert ping.pid > 0
 
 
@@ -218,7 +216,7 @@ def test_no_plugin_survives_its_host_killed_by_sigkill(tmp_path: Path) -> None:
         import anyio, sys
         from pathlib import Path
         from host import HostConfig, PluginHost
-        from sdk.protocol import Method, PingParams, PingResult
+        from sdk.protocol import Calls, PingParams
 
         async def main():
             config = HostConfig(
@@ -228,7 +226,7 @@ def test_no_plugin_survives_its_host_killed_by_sigkill(tmp_path: Path) -> None:
             async with PluginHost(config) as plugins:
                 for name in ("healthy", "misbehaving"):
                     handle = plugins.get(name)
-                    await handle.call(Method.PING, PingParams(), result_type=PingResult)
+                    await handle.call(Calls.PING, PingParams())
                     print(handle.pid, flush=True)
                 await anyio.sleep_forever()
 
