@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from host._logs import TextFormatter, configure_logging
-from sdk.protocol import Method
+from sdk.protocol import Calls
 
 from ._helpers import REPO, RecordWaiter, chatty_params, ops_host, plugbox, readline_within
 
@@ -23,7 +23,7 @@ async def test_a_plugins_log_exception_keeps_its_logger_and_traceback(tmp_path: 
     logger = "plugbox.plugins.chatty"
     waiter = RecordWaiter(lambda r: "exc" in getattr(r, "plugin_fields", {})).attach(logger)
     async with ops_host(tmp_path / "data") as plugins:
-        await plugins.get("chatty").call(Method.COMPLETION_RUN, chatty_params("log"))
+        await plugins.get("chatty").call(Calls.COMPLETION_RUN, chatty_params("log"))
         await waiter.wait(logger)
         records = plugins.logs.recent("chatty")
     info = next(r for r in records if r["msg"] == "delivering node n0")
