@@ -19,7 +19,7 @@ from host import HostConfig, PluginHost
 from host.api import create_app
 from host.completion import EmbeddedWorker, SQLiteRunStore, run_integrations
 from host.runtime import LIVE_KEY, IntegrationRuntimeContext, create_runtime_sessions, finish_call
-from sdk.protocol import Method, PingParams, PingResult
+from sdk.protocol import Calls, PingParams, PingResult
 
 from ._helpers import OPS_PLUGINS, REPO, chatty_params, served
 
@@ -75,8 +75,8 @@ async def test_rss_and_pid_are_the_plugins_own_process_and_latency_is_a_histogra
 ) -> None:
     client, plugins, _ = ops_api
     handle = plugins.get("chatty")
-    ping: PingResult = await handle.call(Method.PING, PingParams(), result_type=PingResult)
-    await handle.call(Method.COMPLETION_RUN, chatty_params("ok"))
+    ping: PingResult = await handle.call(Calls.PING, PingParams())
+    await handle.call(Calls.COMPLETION_RUN, chatty_params("ok"))
     row = next(r for r in (await client.get("/api/v1/plugins")).json()["plugins"])
     assert row["state"] == "ready"
     assert b"sdk.serve" in cmdline(row["pid"]).split(b"\0")
