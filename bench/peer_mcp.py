@@ -27,7 +27,7 @@ sys.path[:] = [str(Path(__file__).resolve().parent.parent)] + [
 
 from bench._common import arguments, median, metric, percentile, print_table, write_results
 from host import HostConfig, PluginHost
-from sdk.protocol import CompletionContextWire, CompletionRunParams, CompletionRunResult, Method
+from sdk.protocol import Calls, CompletionContextWire, CompletionRunParams
 
 try:
     from mcp import ClientSession
@@ -118,9 +118,7 @@ async def plugbox_round(root: Path, data: Path, figures: Figures, count: int, to
         handle = plugins.get("echo")
 
         async def call() -> Any:
-            reply = await handle.call(
-                Method.COMPLETION_RUN, params, result_type=CompletionRunResult
-            )
+            reply = await handle.call(Calls.COMPLETION_RUN, params)
             assert reply.result == {"echo": TEXT}, reply
             return reply
 

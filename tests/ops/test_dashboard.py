@@ -16,7 +16,7 @@ import pytest
 
 from host import PluginHost
 from host.completion import SQLiteRunStore, run_integrations
-from sdk.protocol import Method
+from sdk.protocol import Calls
 
 from ._helpers import chatty_params, ops_host, served
 
@@ -56,7 +56,7 @@ async def dashboard(tmp_path: Path) -> AsyncIterator[tuple[str, PluginHost, int]
         nodes = [{"id": "n1", "type": "chatty", "data": {"name": "n1", "action": "raise"}}]
         run_id = await store.create_run(workflow_definition={"nodes": nodes})
         await run_integrations(run_id, plugins=plugins, store=store, sleep=_no_sleep)
-        await plugins.get("chatty").call(Method.COMPLETION_RUN, chatty_params("log"))
+        await plugins.get("chatty").call(Calls.COMPLETION_RUN, chatty_params("log"))
         async with served(plugins, store) as base:
             yield base, plugins, run_id
 
