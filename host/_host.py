@@ -21,6 +21,7 @@ import anyio.abc
 
 from sdk.protocol import PluginError, ScrubbingFilter, SecretScrubber
 
+from ._egress import EgressProxy
 from ._grants import GRANTS_FILE, Effective, Grants, load_grants, resolve
 from ._logs import PluginLogs
 from ._manifest import DiscoveryError, Manifest, discover
@@ -83,6 +84,7 @@ class PluginHost:
         self.discovery_errors: list[DiscoveryError] = found.errors
         data = self.config.data_dir
         self.grants = self.config.load_grants()
+        self.egress = EgressProxy()  # one per host; a listener per plugin with an allowlist
         self.venvs = VenvBuilder(data / "venvs", progress=progress)
         self.registry = Registry(self.manifests, self.client, data / "spec-cache", sdk_hash())
         self._handles: dict[str, PluginHandle] = {}
@@ -181,7 +183,11 @@ class PluginHost:
     async def _launch_config(self, manifest: Manifest) -> LaunchConfig:
         data_dir = self.config.data_dir / "plugins" / manifest.name / "data"
         granted = self.effective(manifest)
+        egress = None
+        if isinstance(granted.network, tuple) and granted.network:
+            egress = await self.egress.listen(manifest.name, granted.network)
         common = {
+            "egress_dir": egress,
             "data_dir": data_dir.resolve(),
             "sandbox_policy": granted.policy,
             "idle_timeout_s": self.config.idle_timeout_s,
@@ -221,3 +227,4 @@ class PluginHost:
             async with anyio.create_task_group() as group:
                 for handle in self._handles.values():
                     group.start_soon(handle.aclose)
+            await self.egress.aclose()

@@ -35,6 +35,7 @@ from sdk.protocol import (
     ShutdownParams,
 )
 
+from ._egress import egress_environment
 from ._manifest import Limits, Manifest
 from ._stderr import StderrPump
 from .sandbox import LaunchSpec, RunningProcess, SandboxLimits, SandboxPermissions, SandboxPolicy
@@ -59,6 +60,7 @@ class LaunchConfig:
     # What the operator granted (host/_grants.py); writable paths are relative to `data_dir`.
     permissions: SandboxPermissions = field(default_factory=SandboxPermissions)
     limits: Limits | None = None  # None: the manifest's own (only when no grants apply)
+    egress_dir: Path | None = None  # the egress proxy's socket directory for this plugin
 
 
 @dataclass
@@ -120,6 +122,10 @@ def launch_spec(m: Manifest, c: LaunchConfig) -> LaunchSpec:
     writable = tuple(c.data_dir / p for p in c.permissions.writable_paths)
     for path in writable:
         path.mkdir(parents=True, exist_ok=True)
+    if c.egress_dir is not None:
+        # No route out of its network namespace but the proxy's socket, via the SDK's forwarder.
+        env.update(egress_environment(c.egress_dir))
+        writable = (*writable, c.egress_dir)
     return LaunchSpec(
         name=m.name,
         argv=[str(c.python), "-m", "sdk.serve", m.package],

@@ -6,7 +6,8 @@ imports the package (an import crash is reported to the host by failing `initial
 traceback), then serves the wire until `shutdown` or stdin EOF, which is how a plugin dies with
 its host, on uvloop when installed. Environment: PLUGBOX_COOKIE, PLUGBOX_COMPAT,
 PLUGBOX_PLUGIN_NAME, PLUGBOX_LOG_LEVEL, PLUGBOX_PACKAGE_VERSION, PLUGBOX_MAX_FRAME_SIZE,
-PLUGBOX_LOOP (`asyncio` forces asyncio's own loop).
+PLUGBOX_LOOP (`asyncio` forces asyncio's own loop), PLUGBOX_EGRESS_SOCKET/PORT (the egress
+forwarder, `_egress`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import anyio
 import anyio.lowlevel
 
 from ._compat import install_compat_aliases
+from ._egress import start_forwarder
 from ._logging import configure_logging
 from ._loop import run
 from ._package import IntegrationPackageSpec, load_package
@@ -52,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m sdk.serve <import-package>", file=sys.stderr)
         return 2
     wire = claim_stdio()  # before any plugin code can print
+    start_forwarder()  # before plugin code: its HTTP clients find the proxy already there
     redactor = SecretScrubber()
     configure_logging(redactor, os.environ.get("PLUGBOX_LOG_LEVEL", "INFO"))
     run(serve, args[0], wire, redactor)  # on uvloop when installed (sdk/_loop.py)
