@@ -1,11 +1,13 @@
 """Completion layer: the run store — the contract's `workflow_run`, in one SQLite file by default.
 
 Contract: a run has its pinned workflow definition, definition and organization ids, an optional
-public token, `logs` and `annotations`. Logs and annotations are stored one row per key and merged
-atomically per key, so concurrent writers never lose each other's entries, and a key first written
-by one writer (a plugin, or the host) is never overwritten by another: the attempt is refused and
-reported in the `MergeReport`. Results per (run, node) make completion idempotent. The schema is
-versioned (`PRAGMA user_version`) and migrated on open; the file runs in WAL mode.
+public token, `logs` and `annotations`, and the run row's other `fields` packages read (`mode`,
+`usage_info`, `recording_url`, ...: set at creation or later with `update_fields`). Logs and
+annotations are stored one row per key and merged atomically per key, so concurrent writers never
+lose each other's entries, and a key first written by one writer (a plugin, or the host) is never
+overwritten by another: the attempt is refused and reported in the `MergeReport`. Results per
+(run, node) make completion idempotent. The schema is versioned (`PRAGMA user_version`) and
+migrated on open; the file runs in WAL mode.
 """
 
 from __future__ import annotations
@@ -75,8 +77,12 @@ _MIGRATIONS: tuple[str, ...] = (
         error TEXT
     );
     """,
+    # The run row's other fields packages read (`mode`, `usage_info`, `recording_url`, ...).
+    "ALTER TABLE runs ADD COLUMN fields TEXT NOT NULL DEFAULT '{}';",
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
+# Keys of the run that the store owns; `fields` never overrides them.
+_CORE_RUN_KEYS = frozenset({"id", "definition_id", "organization_id", "logs", "annotations"})
 
 
 @dataclass(frozen=True)
@@ -89,10 +95,12 @@ class WorkflowRun:
     logs: dict[str, Any]
     annotations: dict[str, Any]
     created_at: float
+    fields: dict[str, Any] = field(default_factory=dict)  # mode, usage_info, recording_url, ...
 
     def as_contract_dict(self) -> dict[str, Any]:
         """The run as a plugin sees it (`context.workflow_run`)."""
         return {
+            **{key: value for key, value in self.fields.items() if key not in _CORE_RUN_KEYS},
             "id": self.id,
             "definition_id": self.definition_id,
             "organization_id": self.organization_id,
@@ -161,12 +169,22 @@ class SQLiteRunStore:
         definition_id: int | None = None,
         organization_id: int = 0,
         logs: dict[str, Any] | None = None,
+        fields: dict[str, Any] | None = None,
     ) -> int:
+        """A new run; `fields` are the run row's other fields (`mode`, `initial_context`, ...)."""
+
         def work(db: sqlite3.Connection) -> int:
             cursor = db.execute(
-                "INSERT INTO runs (organization_id, definition_id, workflow_definition, created_at)"
-                " VALUES (?, ?, ?, ?)",
-                (organization_id, definition_id, to_json(workflow_definition), time.time()),
+                "INSERT INTO runs"
+                " (organization_id, definition_id, workflow_definition, created_at, fields)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    organization_id,
+                    definition_id,
+                    to_json(workflow_definition),
+                    time.time(),
+                    to_json(fields or {}),
+                ),
             )
             return int(cursor.lastrowid or 0)
 
@@ -199,6 +217,24 @@ class SQLiteRunStore:
             return str(row[0])
 
         return await self._run(work)
+
+    async def update_fields(self, run_id: int, fields: dict[str, Any]) -> None:
+        """Merge run fields known only later (`usage_info`, `recording_url`) into the run."""
+
+        def work(db: sqlite3.Connection) -> None:
+            db.execute("BEGIN IMMEDIATE")  # read-modify-write: another process may write too
+            try:
+                row = db.execute("SELECT fields FROM runs WHERE id = ?", (run_id,)).fetchone()
+                if row is None:
+                    raise KeyError(f"no run {run_id}")
+                merged = {**json.loads(row[0]), **fields}
+                db.execute("UPDATE runs SET fields = ? WHERE id = ?", (to_json(merged), run_id))
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+        await self._run(work)
 
     # -- logs and annotations -------------------------------------------------------------------
 
@@ -275,8 +311,8 @@ def _migrate(db: sqlite3.Connection) -> None:
 
 def _load_run(db: sqlite3.Connection, where: str, value: Any) -> WorkflowRun | None:
     row = db.execute(
-        f"SELECT id, workflow_definition, definition_id, organization_id, public_token, created_at"
-        f" FROM runs WHERE {where}",
+        "SELECT id, workflow_definition, definition_id, organization_id, public_token, created_at,"
+        f" fields FROM runs WHERE {where}",
         (value,),
     ).fetchone()
     if row is None:
@@ -295,6 +331,7 @@ def _load_run(db: sqlite3.Connection, where: str, value: Any) -> WorkflowRun | N
         logs=sections["logs"],
         annotations=sections["annotations"],
         created_at=row[5],
+        fields=json.loads(row[6]),
     )
 
 

@@ -263,7 +263,9 @@ async def test_a_live_call_and_its_completion_through_the_host(
 ) -> None:
     plugins, store = host
     definition = {"nodes": [desk("d1"), desk("d2", enabled=False), node("c", "crashy")]}
-    run_id = await store.create_run(workflow_definition=definition, definition_id=2)
+    run_id = await store.create_run(
+        workflow_definition=definition, definition_id=2, fields={"mode": "inbound"}
+    )
     context = IntegrationRuntimeContext(
         workflow_run_id=run_id,
         workflow_run={"id": run_id, "mode": "inbound"},
@@ -276,12 +278,16 @@ async def test_a_live_call_and_its_completion_through_the_host(
     assert [s.name for s in sessions] == ["helpdesk"]
     gathered = await run_scripted_call(attach=lambda worker: [s.attach(worker) for s in sessions])  # type: ignore[func-returns-value]
     await finish_call(sessions, gathered_context=gathered, store=store, run_id=run_id)
+    usage = {"llm": {"total_tokens": 77}}
+    await store.update_fields(run_id, {"usage_info": usage, "recording_url": "rec/1.wav"})
     report = await run_integrations(run_id, plugins=plugins, store=store)
     run = await store.get_run(run_id)
     assert run is not None
     payload = run.logs["helpdesk_payload"]
     assert (payload["message_count"], payload["nodes"]) == (2, ["d1"])
-    assert run.annotations["helpdesk_d1"]["runtime_nodes"] == ["d1"]
+    filed = run.annotations["helpdesk_d1"]
+    assert (filed["runtime_nodes"], filed["mode"], filed["llm_tokens"]) == (["d1"], "inbound", 77)
+    assert filed["recording"].endswith(f"/{run.public_token}/recording")
     assert "helpdesk_d2" not in run.annotations  # the package skipped its disabled node
     crashy = next(o for o in report.outcomes if o.plugin == "crashy")
     assert (crashy.status, crashy.attempts) == ("failed", 1)  # AttributeError: not retried

@@ -247,8 +247,10 @@ async def test_the_store_migrates_an_older_schema_on_open(tmp_path: Path) -> Non
     db.close()
     async with SQLiteRunStore(tmp_path / "old.db") as store:
         assert await enqueue(store, 1)  # the jobs table of schema version 2 exists now
-        assert (await store.get_run(1)) is not None
-    assert sqlite3.connect(tmp_path / "old.db").execute("PRAGMA user_version").fetchone()[0] == 2
+        run = await store.get_run(1)
+        assert run is not None
+        assert run.fields == {}  # version 3's run fields default to none on an old row
+    assert sqlite3.connect(tmp_path / "old.db").execute("PRAGMA user_version").fetchone()[0] == 3
 
 
 async def test_the_embedded_worker_runs_queued_jobs_and_drains(
