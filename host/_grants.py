@@ -38,7 +38,12 @@ from ._manifest import Limits, Manifest, SandboxPolicyName, parse_destination
 from .sandbox import SandboxPolicy
 
 GRANTS_FILE = "grants.toml"
-_STRICTNESS = {SandboxPolicy.off: 0, SandboxPolicy.standard: 1, SandboxPolicy.strict: 2}
+_STRICTNESS = {
+    SandboxPolicy.off: 0,
+    SandboxPolicy.process_only: 1,
+    SandboxPolicy.standard: 2,
+    SandboxPolicy.strict: 3,
+}
 # Every limit and deadline of a manifest is capped by the operator: a plugin choosing its own
 # timeouts could hold a call's start or a completion run hostage (issue #14).
 CAPPED_LIMITS = (

@@ -22,7 +22,7 @@ from ._requirements import parse_requirements
 MANIFEST_FILE = "plugin.toml"
 Phase = Literal["qa", "integration", "webhook"]
 PHASE_ORDER: tuple[Phase, ...] = ("qa", "integration", "webhook")
-SandboxPolicyName = Literal["strict", "standard", "off"]
+SandboxPolicyName = Literal["strict", "standard", "process-only", "off"]
 _IDENTIFIER = r"^[a-z][a-z0-9_]{0,63}$"
 # A host name or address, optionally with one leading `*.` label wildcard, then `:port`.
 _DESTINATION = re.compile(r"^(\*\.)?([A-Za-z0-9-]+\.)*[A-Za-z0-9-]+:([0-9]{1,5})$")

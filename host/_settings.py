@@ -34,7 +34,7 @@ class Settings(BaseSettings):
         Path(".plugbox"), description="Venvs, spec cache, run store, plugin data and logs."
     )
     policy: SandboxPolicy = Field(
-        SandboxPolicy.standard, description="Sandbox policy: strict, standard or off."
+        SandboxPolicy.standard, description="Sandbox policy: strict, standard, process-only or off."
     )
     log_level: LogLevel = Field("INFO", description="Level of the host's and plugins' logs.")
     log_format: LogFormat = Field("text", description="`text` for people, `json` for shipping.")

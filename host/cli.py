@@ -59,7 +59,11 @@ DataDir = Annotated[
 ]
 Policy = Annotated[
     SandboxPolicy,
-    typer.Option("--policy", envvar=ENV["policy"], help="Sandbox policy: strict, standard or off."),
+    typer.Option(
+        "--policy",
+        envvar=ENV["policy"],
+        help="Sandbox policy: strict, standard, process-only or off.",
+    ),
 ]
 GrantsFile = Annotated[
     Path | None,

@@ -80,6 +80,7 @@ class RunningProcess:
         layers: tuple[str, ...],
         diagnosers: list[Diagnoser],
         cleanups: list[Callable[[], Awaitable[None]]],
+        exit_hooks: list[Callable[[], None]] | None = None,
     ) -> None:
         assert process.stdin is not None
         assert process.stderr is not None
@@ -93,6 +94,7 @@ class RunningProcess:
         self.stderr: anyio.abc.ByteReceiveStream = AsyncioReceiveStream(process.stderr)
         self._diagnosers = diagnosers
         self._cleanups = cleanups
+        self._exit_hooks = list(exit_hooks or [])
 
     async def open_wire(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> PipeMessageStream:
         """The plugin's stdin and stdout as the protocol's message stream (once per process)."""
@@ -112,7 +114,17 @@ class RunningProcess:
         return self._process.returncode
 
     async def wait(self) -> int:
-        """The exit status; a signal is negative, also under bwrap (which reports 128 + N)."""
+        """The exit status; a signal is negative, also under bwrap (which reports 128 + N).
+
+        The death is noticed by the pid (a pidfd), not by the pipes closing: a descendant that
+        keeps stderr open would otherwise hide it. Leftovers (the process group, the cgroup's
+        members) are killed then, so the pipes close and asyncio can report the status.
+        """
+        if self._process.returncode is None:
+            await _exited(self.pid)
+            self.kill_group(signal.SIGKILL)
+            for hook in self._exit_hooks:
+                hook()
         code = await self._process.wait()
         if "bwrap" in self.layers and code > 128:
             return -(code - 128)
@@ -135,3 +147,24 @@ class RunningProcess:
             if verdict is not None:
                 return verdict
         return None
+
+
+async def _exited(pid: int) -> None:
+    """Return when process `pid` has exited (its pidfd turns readable; it is not reaped here)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return  # already gone and reaped
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def ready() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(fd, ready)
+    try:
+        await done
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)

@@ -87,6 +87,11 @@ class PluginCgroup:
             with open(directory / "cgroup.procs", "w", encoding="ascii") as stream:
                 stream.write(pid)
 
+    def kill_members(self) -> None:
+        """SIGKILL whatever is left in the group (descendants that left the plugin's session)."""
+        for directory in {self.memory_dir, self.pids_dir}:
+            _kill_members(directory)
+
     def counters(self) -> tuple[int, int]:
         if self._final is not None:
             return self._final

@@ -24,6 +24,7 @@ from ._bwrap import bwrap_argv, bwrap_path, give_data_dir, plugin_identity, setp
 from ._cgroup import PluginCgroup, detect_cgroups
 from ._limits import check_rlimits, diagnose_rlimits, make_preexec, plugin_environment
 from ._policy import LAYER_BWRAP, LAYER_CGROUP, SandboxPolicy, layers_for
+from ._process_only import process_only_argv
 from ._seccomp import seccomp_fd
 
 Cleanup = Callable[[], Awaitable[None]]
@@ -38,6 +39,7 @@ class _Plan:
     steps: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
     diagnosers: list[Diagnoser] = field(default_factory=list)
     cleanups: list[Cleanup] = field(default_factory=list)
+    exit_hooks: list[Callable[[], None]] = field(default_factory=list)
     pass_fds: tuple[int, ...] = ()
 
     async def undo(self) -> None:
@@ -88,18 +90,21 @@ def _prepare(spec: LaunchSpec, plan: _Plan) -> None:
         except OSError as exc:
             raise _start_error(spec.name, "cgroup", exc) from exc
         plan.steps.append(("cgroup", group.join_current_process))
+        plan.exit_hooks.append(group.kill_members)
         plan.diagnosers.insert(0, group.diagnose)
-    if LAYER_BWRAP in plan.layers:
-        executable = bwrap_path()
-        if executable is None:
-            raise SandboxError(f"plugin {spec.name!r}: bwrap vanished", plugin=spec.name)
-        identity = plugin_identity(spec.name)
-        give_data_dir(spec, identity)
-        fd = seccomp_fd()
-        plan.pass_fds = (fd,)
-        plan.argv = bwrap_argv(
-            spec, executable, identity=identity, seccomp_fd=fd, setpriv=setpriv_path()
-        )
+    if LAYER_BWRAP not in plan.layers:
+        plan.argv = process_only_argv(spec)
+        return
+    executable = bwrap_path()
+    if executable is None:
+        raise SandboxError(f"plugin {spec.name!r}: bwrap vanished", plugin=spec.name)
+    identity = plugin_identity(spec.name)
+    give_data_dir(spec, identity)
+    fd = seccomp_fd()
+    plan.pass_fds = (fd,)
+    plan.argv = bwrap_argv(
+        spec, executable, identity=identity, seccomp_fd=fd, setpriv=setpriv_path()
+    )
 
 
 async def _spawn(spec: LaunchSpec, plan: _Plan, limits: SandboxLimits) -> RunningProcess:
@@ -142,6 +147,7 @@ async def _spawn(spec: LaunchSpec, plan: _Plan, limits: SandboxLimits) -> Runnin
         layers=plan.layers,
         diagnosers=plan.diagnosers,
         cleanups=plan.cleanups,
+        exit_hooks=plan.exit_hooks,
     )
 
 

@@ -41,6 +41,7 @@ _HINTS = {
 class SandboxPolicy(StrEnum):
     strict = "strict"
     standard = "standard"
+    process_only = "process-only"  # no bubblewrap, by the operator's explicit choice
     off = "off"
 
 
@@ -128,7 +129,12 @@ def _remove_sync(group: PluginCgroup) -> None:
 
 
 def layers_for(policy: SandboxPolicy, *, name: str) -> tuple[str, ...]:
-    """The layers to use for one plugin under `policy`; raises SandboxError under strict."""
+    """The layers to use for one plugin under `policy`; a SandboxError when it refuses.
+
+    `strict` needs bubblewrap and the cgroup layer; `standard` needs bubblewrap (and warns once
+    without cgroups); `process-only` is the operator's explicit choice of layer 1 (plus a PID
+    namespace and the cgroup where available) on a machine without bubblewrap.
+    """
     if policy is SandboxPolicy.off:
         _warn_once(f"sandbox policy 'off': plugin {name!r} runs UNSANDBOXED (development only)")
         return ()
@@ -139,7 +145,21 @@ def layers_for(policy: SandboxPolicy, *, name: str) -> tuple[str, ...]:
         raise SandboxError(
             f"strict sandbox policy refuses to start: missing {details}", plugin=name
         )
+    if LAYER_BWRAP in missing and policy is SandboxPolicy.standard:
+        raise SandboxError(
+            f"standard sandbox policy refuses to start plugin {name!r} without bubblewrap "
+            f"({status[LAYER_BWRAP].detail}; {status[LAYER_BWRAP].hint}); run `plugbox doctor` "
+            "to see what this machine offers, or choose the policy 'process-only' explicitly "
+            "to run plugins with process limits only",
+            plugin=name,
+            data={"missing": LAYER_BWRAP},
+        )
+    if policy is SandboxPolicy.process_only:
+        _warn_once(f"sandbox policy 'process-only': plugin {name!r} runs without bubblewrap")
+        missing.append(LAYER_BWRAP)
     for layer in missing:
+        if status[layer].available:
+            continue
         _warn_once(
             f"sandbox layer {layer!r} unavailable ({status[layer].detail}); {status[layer].hint}"
         )

@@ -1,4 +1,4 @@
-"""Sandbox policy: strict refuses without a layer, standard degrades with one warning, off is loud.
+"""Sandbox policy: strict refuses without a layer, standard without bubblewrap, off is loud.
 
 Logic tests with the layer probe replaced at its seam; the real layers are exercised by
 test_hostile.py.
@@ -40,13 +40,23 @@ def test_strict_refuses_to_start_saying_which_layer_is_missing_and_how_to_get_it
 
 
 @pytest.mark.usefixtures("without_bwrap")
-def test_standard_uses_what_exists_and_warns_once_per_missing_layer(
+def test_standard_refuses_without_bubblewrap_naming_it_and_the_doctor() -> None:
+    with pytest.raises(SandboxError) as caught:
+        layers_for(SandboxPolicy.standard, name="vendor")
+    assert caught.value.plugin == "vendor"
+    assert "without bubblewrap" in str(caught.value)
+    assert "plugbox doctor" in str(caught.value)
+    assert "'process-only'" in str(caught.value)
+
+
+@pytest.mark.usefixtures("without_bwrap")
+def test_process_only_is_the_operators_explicit_choice_and_warns_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="plugbox.sandbox"):
-        assert layers_for(SandboxPolicy.standard, name="a") == ("process", "cgroup")
-        assert layers_for(SandboxPolicy.standard, name="b") == ("process", "cgroup")
-    assert sum("'bwrap' unavailable" in r.getMessage() for r in caplog.records) == 1
+        assert layers_for(SandboxPolicy.process_only, name="a") == ("process", "cgroup")
+        assert layers_for(SandboxPolicy.process_only, name="a") == ("process", "cgroup")
+    assert sum("'process-only'" in r.getMessage() for r in caplog.records) == 1
 
 
 @pytest.mark.usefixtures("without_bwrap")
@@ -58,7 +68,7 @@ def test_off_is_unsandboxed_and_says_so(caplog: pytest.LogCaptureFixture) -> Non
 
 @pytest.mark.usefixtures("without_bwrap")
 def test_the_doctor_report_gives_each_plugin_the_verdict_of_its_policy() -> None:
-    report = doctor_report([("vendor", SandboxPolicy.strict), ("ours", SandboxPolicy.standard)])
+    report = doctor_report([("vendor", SandboxPolicy.strict), ("ours", SandboxPolicy.process_only)])
     verdicts = {v.plugin: v for v in report.plugins}
     assert verdicts["vendor"].refused is not None
     assert verdicts["ours"].refused is None
