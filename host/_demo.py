@@ -101,15 +101,23 @@ def demo_definition(receiver_url: str) -> dict[str, Any]:
     }
 
 
-def demo_grants(config: HostConfig) -> Grants:
+def demo_grants(config: HostConfig, receiver: str) -> Grants:
     """The demo is the operator of the plugins it runs: it approves what each requests.
 
     Exactly what `plugbox plugins install --yes` would record, kept in memory (the operator's
-    grants file is read, never written): a fresh clone runs the demo with no manual step.
+    grants file is read, never written), so a fresh clone runs the demo with no manual step —
+    except network: a plugin asking for any network is granted only the demo's receiver
+    (`receiver`, host:port) through the egress proxy, and its wider request is declined.
     """
     grants = config.load_grants()
     for manifest in discover(config.plugins_root).manifests.values():
         grants = approve_requested(manifest, grants, config.sandbox_policy)
+        if manifest.permissions.network is True:
+            grant = grants.for_plugin(manifest.name)
+            narrowed = grant.model_copy(
+                update={"network": (receiver,), "declined": (*grant.declined, "network:*")}
+            )
+            grants = grants.with_plugin(manifest.name, narrowed)
     return grants
 
 
@@ -144,7 +152,8 @@ async def run_demo(
     async with anyio.create_task_group() as group:
         receiver_server = _Server(receiver.app())
         group.start_soon(receiver_server.serve)
-        config = replace(config, grants=demo_grants(config))
+        receiver_address = f"127.0.0.1:{receiver_server.port}"
+        config = replace(config, grants=demo_grants(config, receiver_address))
         store_path = config.data_dir / "runs.sqlite3"
         async with (
             PluginHost(config, progress=lambda m: console.print(f"  [dim]{m}[/dim]")) as plugins,
@@ -261,6 +270,11 @@ def _print_summary(
     console.print(
         f"deliveries received on 127.0.0.1: {figures['deliveries']} (signatures ok={ok}, bad={bad})"
     )
+    egress = ", ".join(
+        f"{name} allowed={plugins.egress.allowed[name]} denied={plugins.egress.denied[name]}"
+        for name in sorted({*plugins.egress.allowed, *plugins.egress.denied})
+    )
+    console.print(f"egress through the host's proxy (only the receiver granted): {egress or '-'}")
     report = figures["report"]
     console.print(
         f"public report: {report['url']} -> HTTP {report['status']}, {report['bytes']} bytes"

@@ -107,4 +107,6 @@ def test_the_demo_runs_end_to_end_and_shows_every_bundled_plugin(tmp_path: Path)
     assert "status=published" in out  # call_metrics
     assert "-> HTTP 200" in out  # the public report, fetched by token
     assert "signatures ok=1, bad=0" in out
+    # webhook and chat_notifier reached the receiver only through the egress proxy
+    assert re.search(r"chat_notifier allowed=[1-9]\d* denied=0, webhook allowed=[1-9]", out)
     assert "sk-demo-provider-key" not in out  # no secret in the demo output
