@@ -9,8 +9,8 @@ light): `create_runtime_sessions` and `finish_call` during and at the end of a c
 HTTP API, `SQLiteRunStore` for runs, `Settings` for the `PLUGBOX_*` environment.
 """
 
-from importlib import import_module
-from typing import Any
+from importlib import import_module as _import_module
+from typing import Any as _Any
 
 from ._host import HostConfig as HostConfig
 from ._host import PluginHost as PluginHost
@@ -37,11 +37,15 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'host' has no attribute {name!r}")
-    return getattr(import_module(module), name)
+    return getattr(_import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = [

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -32,7 +33,6 @@ from pathlib import Path
 
 import anyio
 
-import sdk
 from sdk.protocol import PluginError
 
 from ._lock import LOCK_FILE, current_lock
@@ -59,7 +59,12 @@ class VenvInfo:
 
 
 def sdk_source_dir() -> Path:
-    return Path(sdk.__file__).resolve().parent
+    """The SDK package's directory, found without importing the SDK (the host imports only
+    `sdk.protocol`)."""
+    spec = importlib.util.find_spec("sdk")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("the plugbox SDK (package `sdk`) is not installed")
+    return Path(spec.origin).resolve().parent
 
 
 def sdk_hash() -> str:

@@ -49,7 +49,7 @@ def test_the_golden_node_serialises_to_the_hand_written_wire_shape() -> None:
 
 
 def test_the_public_names_are_exactly_all() -> None:
-    public = {name for name in vars(sdk) if not name.startswith("_")} - {"protocol", "annotations"}
+    public = {name for name in dir(sdk) if not name.startswith("_")} - {"protocol", "annotations"}
     modules = {name for name in public if type(getattr(sdk, name)).__name__ == "module"}
     assert set(sdk.__all__) == public - modules
 
