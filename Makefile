@@ -43,8 +43,8 @@ test: $(STAMP) system-deps
 	@$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	@$(BIN)/ruff check host sdk plugins tests bench docs
-	@$(BIN)/ruff format --check host sdk plugins tests bench docs
+	@$(BIN)/ruff check host sdk plugbox_demo plugins tests bench docs
+	@$(BIN)/ruff format --check host sdk plugbox_demo plugins tests bench docs
 	@$(BIN)/mypy
 
 bench: $(BENCH_STAMP)

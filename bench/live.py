@@ -37,7 +37,7 @@ from bench._plugins import make_plugins
 from host import HostConfig, PluginHost
 from host.completion import SQLiteRunStore
 from host.runtime import IntegrationRuntimeContext, create_runtime_sessions, finish_call
-from host.runtime.scripted_call import run_frame_burst
+from plugbox_demo.scripted_call import run_frame_burst
 from sdk.protocol import EventKind
 
 

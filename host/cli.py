@@ -169,7 +169,7 @@ def demo(
     grants: GrantsFile = None,
 ) -> None:
     """Run one scripted call through every bundled plugin and print what happened."""
-    from ._demo import run_demo
+    from plugbox_demo import run_demo
 
     async def work() -> dict[str, Any]:
         config = _config(plugins, data_dir, policy, grants)

@@ -21,7 +21,7 @@ from host._grants import Grants, PluginGrant
 from host.api import create_app
 from host.completion import SQLiteRunStore, run_integrations
 from host.runtime import IntegrationRuntimeContext, create_runtime_sessions, finish_call
-from host.runtime.scripted_call import run_scripted_call
+from plugbox_demo.scripted_call import run_scripted_call
 from sdk._compat import install_compat_aliases
 from sdk.protocol import (
     CompletionContextWire,

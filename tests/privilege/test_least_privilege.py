@@ -16,7 +16,7 @@ from host import HostConfig, PluginHost
 from host.api import create_app
 from host.completion import SQLiteRunStore, run_integrations
 from host.runtime import LIVE_KEY, IntegrationRuntimeContext, create_runtime_sessions, finish_call
-from host.runtime.scripted_call import run_scripted_call
+from plugbox_demo.scripted_call import run_scripted_call
 from sdk.protocol import mask_value
 
 pytestmark = pytest.mark.anyio

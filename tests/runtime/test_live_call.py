@@ -23,7 +23,7 @@ from host.runtime import (
     finish_call,
 )
 from host.runtime._queue import PluginQueue
-from host.runtime.scripted_call import run_frame_burst, run_scripted_call
+from plugbox_demo.scripted_call import run_frame_burst, run_scripted_call
 from sdk.protocol import EventKind
 
 pytestmark = pytest.mark.anyio

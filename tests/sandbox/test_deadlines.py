@@ -13,7 +13,7 @@ import pytest
 from host import HostConfig, PluginHost
 from host._grants import Grants, PluginGrant
 from host.runtime import IntegrationRuntimeContext, create_runtime_sessions
-from host.runtime.scripted_call import run_scripted_call
+from plugbox_demo.scripted_call import run_scripted_call
 from sdk.protocol import PluginTimeout
 
 pytestmark = pytest.mark.anyio

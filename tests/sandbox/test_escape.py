@@ -23,8 +23,8 @@ from host import HostConfig, PluginHost
 from host.api import create_app
 from host.completion import SQLiteRunStore, run_integrations
 from host.runtime import IntegrationRuntimeContext, create_runtime_sessions, finish_call
-from host.runtime.scripted_call import run_scripted_call
 from host.sandbox import SandboxPolicy, probe_layers
+from plugbox_demo.scripted_call import run_scripted_call
 
 pytestmark = pytest.mark.anyio
 PLUGINS = Path(__file__).resolve().parents[1] / "fixtures" / "escape_plugins"

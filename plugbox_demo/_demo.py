@@ -1,4 +1,4 @@
-"""CLI layer: `plugbox demo` — one scripted call through every bundled plugin, end to end.
+"""Demo: `plugbox demo` — one scripted call through every bundled plugin, end to end.
 
 Contract: on the embedded defaults (SQLite run store, in-process worker) it builds the plugin venvs
 with progress, starts the plugins sandboxed, runs a scripted call through a real pipecat
@@ -26,14 +26,15 @@ from fastapi import FastAPI, Request
 from rich.console import Console
 from rich.table import Table
 
-from ._cli_grants import approve_requested
-from ._grants import Grants
-from ._host import HostConfig, PluginHost
-from ._manifest import discover
-from .api import create_app
-from .completion import EmbeddedWorker, SQLiteRunStore
-from .runtime import LIVE_KEY, IntegrationRuntimeContext, create_runtime_sessions, finish_call
-from .runtime.scripted_call import run_scripted_call
+from host import HostConfig, PluginHost
+from host._cli_grants import approve_requested
+from host._grants import Grants
+from host._manifest import discover
+from host.api import create_app
+from host.completion import EmbeddedWorker, SQLiteRunStore
+from host.runtime import LIVE_KEY, IntegrationRuntimeContext, create_runtime_sessions, finish_call
+
+from .scripted_call import run_scripted_call
 
 WEBHOOK_SECRET = "whsec-demo-4f9a2c7e1b"
 CHAT_PATH = "/hooks/T000/B000/demo-channel-secret"

@@ -1,4 +1,4 @@
-"""Live call layer: an offline scripted voice call through a real pipecat pipeline.
+"""Demo: an offline scripted voice call through a real pipecat pipeline (not part of the host).
 
 Contract: `run_scripted_call(attach=...)` builds `Pipeline([ScriptedCaller, ScriptedLLM,
 ScriptedSpeaker])` in a real `PipelineWorker` run by a `WorkerRunner`, lets the caller attach
