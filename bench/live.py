@@ -39,7 +39,7 @@ from host import HostConfig, PluginHost
 from host.completion import SQLiteRunStore
 from host.runtime import IntegrationRuntimeContext, create_runtime_sessions, finish_call
 from plugbox_demo.scripted_call import run_frame_burst
-from sdk.protocol import EventKind, Method, PingParams
+from sdk.protocol import Calls, EventKind, PingParams
 
 
 class NoOp(BaseObserver):  # type: ignore[misc]
@@ -79,7 +79,7 @@ async def bridged(frames: int, root: Path, data: Path, *, direct: bool = False) 
         # Started before the call, as on a warm host: a cold start is startup.py's subject.
         async with anyio.create_task_group() as group:
             for name in plugins.manifests:
-                group.start_soon(partial(plugins.get(name).call, Method.PING, PingParams()))
+                group.start_soon(partial(plugins.get(name).call, Calls.PING, PingParams()))
         graph = {"nodes": {n: {"id": n, "type": n, "data": {"name": n}} for n in plugins.manifests}}
         run_id = await store.create_run(workflow_definition={"nodes": []})
         sessions = await create_runtime_sessions(
