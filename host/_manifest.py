@@ -9,6 +9,7 @@ plugins claiming the same name or import package are both reported, by path.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import tomllib
 from dataclasses import dataclass
@@ -116,12 +117,14 @@ class Manifest(_Strict):
         return digest.hexdigest()
 
     def _source_files(self) -> list[Path]:
+        """Regular files only, symlinks never followed: a link to /etc/shadow or to a 300 MB
+        file outside the folder is not read (as root) nor hashed (issue #14)."""
         files = [self.directory / MANIFEST_FILE]
         package_dir = self.directory / self.package
-        if package_dir.is_dir():
-            files += [
-                p for p in package_dir.rglob("*") if p.is_file() and "__pycache__" not in p.parts
-            ]
+        if package_dir.is_dir() and not package_dir.is_symlink():
+            for root, dirs, names in os.walk(package_dir, followlinks=False):
+                dirs[:] = [d for d in dirs if d != "__pycache__"]
+                files += [p for n in names if (p := Path(root, n)).is_file() and not p.is_symlink()]
         return files
 
 
