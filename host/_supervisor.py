@@ -54,7 +54,7 @@ from ._process import (
 )
 from ._procinfo import plugin_pid, rss_bytes
 from ._stats import CallStats
-from ._stderr import StderrPump
+from ._stderr import LINES_PER_S, Budget, StderrPump
 from .sandbox import launch as sandbox_launch
 
 P = TypeVar("P")
@@ -101,6 +101,7 @@ class PluginHandle:
         self.handshake: InitializeResult | None = None
         self._tg = task_group
         self._breaker = breaker or CrashBreaker()
+        self._log_budget = Budget()  # `log` notifications: over budget, dropped and counted
         self.scrubber = scrubber or SecretScrubber()
         self._proc: PluginProcess | None = None
         self._start_lock = anyio.Lock()
@@ -343,7 +344,13 @@ class PluginHandle:
         session.on_notification(Notifications.LOG.name, self._on_log, params_type=LogParams)
 
     async def _on_log(self, params: LogParams) -> None:
-        logging.getLogger(f"plugbox.plugins.{self.name}").info("%s", params.message)
+        if not self._log_budget.take():
+            return
+        plugin_log = logging.getLogger(f"plugbox.plugins.{self.name}")
+        dropped = self._log_budget.unreported()
+        if dropped:
+            plugin_log.warning("%d log notifications dropped (over %d/s)", dropped, LINES_PER_S)
+        plugin_log.info("%s", params.message)
 
     # -- running and dying ----------------------------------------------------------------------
 
