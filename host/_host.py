@@ -27,10 +27,11 @@ from ._logs import PluginLogs
 from ._manifest import DiscoveryError, Manifest, discover
 from ._process import LaunchConfig
 from ._registry import Registry
+from ._runner import Runner
 from ._supervisor import PluginHandle
 from ._venv import Progress, VenvBuilder, VenvInfo, sdk_hash, sdk_source_dir
 from .client import PluginClient, learn_secrets
-from .sandbox import SandboxPermissions, SandboxPolicy
+from .sandbox import SandboxPermissions, SandboxPolicy, launch
 
 # The host's loggers: a filter on each masks known secrets before any handler sees a record
 # (a logger's filters do not apply to records propagated from its children, hence the list).
@@ -72,9 +73,14 @@ class PluginHost:
     """Discovered plugins, their handles and their registry."""
 
     def __init__(
-        self, config: HostConfig | None = None, *, progress: Progress | None = None
+        self,
+        config: HostConfig | None = None,
+        *,
+        progress: Progress | None = None,
+        runner: Runner | None = None,
     ) -> None:
         config = config or HostConfig()
+        self._runner = runner  # None: the sandbox (`host.testing.FakeRunner` in logic tests)
         # Absolute paths: plugin processes run with their data directory as cwd.
         self.config = replace(
             config, plugins_root=config.plugins_root.resolve(), data_dir=config.data_dir.resolve()
@@ -136,7 +142,7 @@ class PluginHost:
             return await self._launch_config(manifest)
 
         handle = self._handles[name] = PluginHandle(
-            manifest, config, self._group, scrubber=self.scrubber
+            manifest, config, self._group, scrubber=self.scrubber, runner=self._runner or launch
         )
         return handle
 

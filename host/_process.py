@@ -37,8 +37,9 @@ from sdk.protocol import (
 
 from ._egress import egress_environment
 from ._manifest import Limits, Manifest
+from ._runner import LaunchedProcess
 from ._stderr import StderrPump
-from .sandbox import LaunchSpec, RunningProcess, SandboxLimits, SandboxPermissions, SandboxPolicy
+from .sandbox import LaunchSpec, SandboxLimits, SandboxPermissions, SandboxPolicy
 
 SHUTDOWN_REPLY_S = 2.0  # a healthy plugin answers `shutdown` at once
 EXIT_GRACE_S = 2.0  # time allowed for each later step of the ladder to end the process
@@ -67,7 +68,7 @@ class LaunchConfig:
 class PluginProcess:
     """A started plugin: its sandboxed process, wire session, stderr pump and exit status."""
 
-    process: RunningProcess
+    process: LaunchedProcess
     session: RpcSession
     stderr: StderrPump
     exited: anyio.Event = field(default_factory=anyio.Event)

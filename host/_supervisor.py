@@ -53,6 +53,7 @@ from ._process import (
     launch_spec,
 )
 from ._procinfo import plugin_pid, rss_bytes
+from ._runner import Runner
 from ._stats import CallStats
 from ._stderr import LINES_PER_S, Budget, StderrPump
 from .sandbox import launch as sandbox_launch
@@ -88,9 +89,11 @@ class PluginHandle:
         *,
         breaker: CrashBreaker | None = None,
         scrubber: SecretScrubber | None = None,
+        runner: Runner = sandbox_launch,
     ) -> None:
         self.manifest = manifest
         self.name = manifest.name
+        self._runner = runner  # the seam: the sandbox by default, an in-memory fake in tests
         self._config = config
         self.config: LaunchConfig | None = config if isinstance(config, LaunchConfig) else None
         self.state = ProcessState.STOPPED
@@ -301,9 +304,7 @@ class PluginHandle:
         self.restarts += 1 if self.starts > 1 else 0
         config = await self._resolve_config()
         try:
-            process = await sandbox_launch(
-                launch_spec(self.manifest, config), config.sandbox_policy
-            )
+            process = await self._runner(launch_spec(self.manifest, config), config.sandbox_policy)
         except PluginError as exc:  # e.g. a limit above the host's hard limit: never "starting"
             self._breaker.record_crash()
             self.last_error = exc

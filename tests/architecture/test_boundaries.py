@@ -22,6 +22,7 @@ FACES = (
     "host.completion",
     "host.runtime",
     "host.sandbox",
+    "host.testing",
 )
 CALLERS = ("runtime", "completion", "api")  # they talk to plugins only through host.client
 
