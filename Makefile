@@ -39,8 +39,12 @@ system-deps:
 demo: $(STAMP)
 	@$(BIN)/plugbox demo
 
+# The host's suite, then each bundled plugin's own tests in its own venv (`plugbox plugins test`):
+# a plugin's tests import its PyPI requirements, which the host's .venv does not have.
 test: $(STAMP) system-deps
 	@$(BIN)/python -m pytest -q
+	@set -e; for plugin in $(sort $(dir $(wildcard plugins/*/plugin.toml))); do \
+		echo "==> plugbox plugins test $$plugin"; $(BIN)/plugbox plugins test $$plugin; done
 
 lint: $(STAMP)
 	@$(BIN)/ruff check host sdk plugbox_demo plugins tests bench docs

@@ -1,4 +1,5 @@
-"""CLI layer: operating commands — `plugbox logs NAME [-f]`, `plugbox plugins restart NAME`.
+"""CLI layer: operating commands — `plugbox logs NAME [-f]`, `plugbox plugins restart NAME`,
+`plugbox plugins test PATH` (the plugin's pytest in its venv: `_plugin_tests`).
 
 Contract: `restart` asks a running `plugbox serve` (`--url`, default `http://127.0.0.1:<port>`)
 to restart a plugin through `POST /api/v1/plugins/{name}/restart` and prints its new pid; `logs`
@@ -23,6 +24,88 @@ from ._logs import log_path, read_rotated, render
 from ._settings import ENV, Settings
 
 FOLLOW_POLL_S = 0.2  # how often `logs -f` looks for new lines
+
+LogsDataDir = Annotated[
+    Path,
+    typer.Option("--data-dir", envvar=ENV["data_dir"], help="The data directory (.plugbox/)."),
+]
+
+
+def data_dir_outside(data_dir: Path, plugin_dir: Path) -> Path:
+    """`data_dir` (absolute), unless it lies inside the plugin's folder (`check .` run in it):
+    then the `.plugbox/` beside the plugins root, so venvs are shared, never shipped with it."""
+    plugin_dir = plugin_dir.resolve()
+    resolved = data_dir.resolve()
+    if resolved == plugin_dir or plugin_dir in resolved.parents:
+        return plugin_dir.parent.parent / ".plugbox"
+    return resolved
+
+
+def plugin_tests(
+    path: Annotated[Path, typer.Argument(help="The plugin's folder (with plugin.toml).")],
+    data_dir: LogsDataDir = Path(".plugbox"),
+    pytest_args: Annotated[
+        list[str] | None, typer.Argument(help="Passed to pytest (after --).", show_default=False)
+    ] = None,
+) -> None:
+    """Run the plugin's own tests with pytest inside a venv holding its requirements."""
+    from ._manifest import discover
+    from ._plugin_tests import run_plugin_tests
+
+    target = path.resolve()
+    found = discover(target.parent)
+    manifest = next((m for m in found.manifests.values() if m.directory == target), None)
+    if manifest is None:
+        problems = [str(e) for e in found.errors if e.path.parent == target]
+        sys.stderr.write(
+            f"error: {path} is not a valid plugin: {'; '.join(problems) or 'no plugin.toml'}\n"
+        )
+        raise typer.Exit(1)
+    data = data_dir_outside(data_dir, target)
+
+    def progress(message: str) -> None:
+        sys.stderr.write(f"  {message}\n")
+
+    code = run_plugin_tests(manifest, data, progress=progress, extra_args=list(pytest_args or []))
+    raise typer.Exit(code)
+
+
+def dev(
+    path: Annotated[Path, typer.Argument(help="The plugin's folder (with plugin.toml).")],
+    data_dir: LogsDataDir = Path(".plugbox"),
+    definition: Annotated[
+        Path | None,
+        typer.Option("--definition", help='A JSON workflow {"nodes": [...]} (default: examples).'),
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Run once; do not watch for changes.")
+    ] = False,
+) -> None:
+    """Run one plugin end to end (spec, scripted call, snapshot, completion); rerun on change."""
+    import json
+
+    import anyio
+
+    from ._dev import dev_once, fingerprint, print_step, wait_for_change
+
+    target = path.resolve()
+    data = data_dir_outside(data_dir, target)
+    graph = json.loads(definition.read_text()) if definition is not None else None
+    while True:
+        seen = fingerprint(target)
+        try:
+            ok = anyio.run(lambda: dev_once(target, data, print_step, definition=graph))
+        except (ValueError, OSError) as exc:
+            print_step("error", str(exc))
+            ok = False
+        if once:
+            raise typer.Exit(0 if ok else 1)
+        print_step("watching", f"{path} (Ctrl-C to stop)")
+        try:
+            wait_for_change(target, seen)
+        except KeyboardInterrupt:
+            raise typer.Exit(0) from None
+        print_step("changed", "reloading the plugin")
 
 
 def restart(
@@ -50,12 +133,6 @@ def restart(
     sys.stdout.write(
         f"{name}: {status['state']}, pid {status['pid']}, restarts {status['restarts']}\n"
     )
-
-
-LogsDataDir = Annotated[
-    Path,
-    typer.Option("--data-dir", envvar=ENV["data_dir"], help="The data directory the host used."),
-]
 
 
 def logs(

@@ -55,6 +55,9 @@ package = "{name}"
 requirements = []
 
 [permissions]
+# No network unless asked for here AND granted by the operator: a plugin that calls an API lists
+# its destinations, e.g. network = ["api.example.com:443"], and the operator runs
+# `plugbox plugins grant {name} ...`; without both, its HTTP calls fail with ConnectError.
 network = false
 
 [completion]

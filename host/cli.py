@@ -1,9 +1,10 @@
 """CLI layer: the `plugbox` command (typer + rich).
 
-Commands: `serve`, `demo`, `plugins list|spec|check|install`, `new`, `doctor`, `worker`, `logs`
-and `plugins restart` (`_cli_ops`). Options fall back to `PLUGBOX_*` environment variables
-(`_settings`). Errors are one readable line plus a hint; `--debug` shows tracebacks. Exit codes:
-0 success, 1 a check or an operation failed, 2 usage error, 3 a plugin or sandbox error.
+Commands: `serve`, `demo`, `plugins list|spec|check|install`, `new`, `doctor`, `worker`, and
+`logs`, `dev`, `plugins restart|test` (`_cli_ops`). Options fall back to `PLUGBOX_*` environment
+variables (`_settings`). Errors are one readable line plus a hint; `--debug` shows tracebacks.
+Exit codes: 0 success, 1 a check or an operation failed, 2 usage error, 3 a plugin or sandbox
+error.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ plugins_app = typer.Typer(help="Inspect, check and install plugins.", no_args_is
 app.add_typer(plugins_app, name="plugins")
 app.command("logs")(_cli_ops.logs)
 plugins_app.command("restart")(_cli_ops.restart)
+plugins_app.command("test")(_cli_ops.plugin_tests)
+app.command("dev")(_cli_ops.dev)
 console = Console()
 _state: dict[str, bool] = {"debug": False}
 
@@ -244,9 +247,11 @@ def check(path: Path, data_dir: DataDir = Path(".plugbox")) -> None:
 
     target = path.resolve()
     root = target.parent
+    data_dir = _cli_ops.data_dir_outside(data_dir, target)  # never inside the plugin's folder
 
     async def work() -> bool:
-        async with PluginHost(_config(root, data_dir)) as host:
+        progress = lambda m: console.print(escape(f"  {m}"))  # noqa: E731 - venv build steps
+        async with PluginHost(_config(root, data_dir), progress=progress) as host:
             name = next((n for n, m in host.manifests.items() if m.directory == target), None)
             if name is None:
                 problems = [str(e) for e in host.discovery_errors if e.path.parent == target]

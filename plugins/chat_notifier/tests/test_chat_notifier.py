@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from sdk.testing import check_package, import_plugin
@@ -13,7 +14,10 @@ def test_chat_notifier_meets_the_contract_including_masking() -> None:
     report = check_package(PLUGIN)
     report.raise_for_failures()
     masking = next(e for e in report.expectations if e.name == "secret masking round trip")
-    assert masking.status == "passed"
+    # The round trip runs through the host's merge; in the plugin's own venv (`plugbox plugins
+    # test`) the host is not importable, and `plugbox plugins check` runs it instead.
+    host_here = importlib.util.find_spec("host") is not None
+    assert masking.status == ("passed" if host_here else "skipped")
 
 
 def test_it_posts_only_on_failed_qa_when_asked() -> None:
