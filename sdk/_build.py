@@ -14,16 +14,24 @@ Mistakes that make a spec impossible raise `AuthoringError` at import.
 
 from __future__ import annotations
 
+import difflib
 import enum
+import inspect
 import types
 from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, PydanticSchemaGenerationError, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from ._errors import AuthoringError, owner_of
-from ._nodes import NODE_SPEC_ATTRIBUTE, SPEC_ONLY_KEYS, NodeSpecMetadata, field_meta
+from ._nodes import (
+    NODE_SPEC_ATTRIBUTE,
+    SPEC_ONLY_KEYS,
+    NodeSpecMetadata,
+    field_meta,
+    spec_field,
+)
 from ._spec import NodeSpec, PropertyOption, PropertySpec, PropertyType
 
 _CHOICE_TYPES = (PropertyType.options, PropertyType.multi_options)
@@ -54,6 +62,11 @@ def build_spec(model: type[BaseModel]) -> NodeSpec:
     )
 
 
+_SPEC_FIELD_KEYWORDS = frozenset(inspect.signature(Field).parameters) | frozenset(
+    inspect.signature(spec_field).parameters
+) - {"field_args", "field_kwargs"}
+
+
 def merged_meta(model: type[BaseModel], name: str, info: FieldInfo) -> dict[str, Any]:
     """A field's spec metadata with the model's `field_overrides[name]` laid over it."""
     meta = getattr(model, NODE_SPEC_ATTRIBUTE, None)
@@ -75,6 +88,7 @@ def _property(
     model: type[BaseModel], name: str, info: FieldInfo, meta: dict[str, Any], owner: str
 ) -> PropertySpec:
     where = f"{owner}, field {name!r}"
+    _check_field(model, name, info, meta, owner)
     kind = _property_type(info.annotation, meta, where)
     description = meta.get("description") or info.description
     if not description:
@@ -104,6 +118,39 @@ def _property(
         editor=meta.get("editor"),
         renderer_options=meta.get("renderer_options"),
     )
+
+
+def _check_field(
+    model: type[BaseModel], name: str, info: FieldInfo, meta: dict[str, Any], owner: str
+) -> None:
+    """What pydantic lets through: an unknown spec_field keyword, a default of the wrong type."""
+    unknown = meta.get("unknown_arguments")
+    if unknown:
+        known = sorted(_SPEC_FIELD_KEYWORDS)
+        hints = [
+            f"{word} -> {close[0]}"
+            for word in unknown
+            if (close := difflib.get_close_matches(word, known, n=1))
+        ]
+        raise AuthoringError(
+            f"`{model.__name__}.{name}`: spec_field got unknown argument(s) {', '.join(unknown)}",
+            fix=("did you mean " + "; ".join(hints)) if hints else "remove them",
+            owner=owner,
+        )
+    default = info.default
+    if default is PydanticUndefined or default is None or info.annotation is None:
+        return
+    try:
+        TypeAdapter(info.annotation).validate_python(default)
+    except (ValidationError, PydanticSchemaGenerationError) as exc:
+        if isinstance(exc, PydanticSchemaGenerationError):
+            return  # a type pydantic cannot check on its own: the model's validators decide
+        raise AuthoringError(
+            f"`{model.__name__}.{name}`: default {default!r} is not a valid "
+            f"{getattr(info.annotation, '__name__', info.annotation)}",
+            fix=f"give {name!r} a default of its own type",
+            owner=owner,
+        ) from None
 
 
 def strip_optional(annotation: Any) -> Any:

@@ -11,6 +11,7 @@ constraints are). `@node_spec(...)` only attaches a `NodeSpecMetadata` to the cl
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -58,6 +59,9 @@ class FieldSpecMeta:
     values: Mapping[str, Any] = field(default_factory=dict)
 
 
+_FIELD_PARAMETERS = frozenset(inspect.signature(Field).parameters)
+
+
 def spec_field(
     *field_args: Any,
     ui_type: PropertyType | str | None = None,
@@ -98,7 +102,12 @@ def spec_field(
     }
     if spec_default is not _UNSET:
         values["spec_default"] = spec_default  # stored only when passed, even if None
-    info = Field(*field_args, **field_kwargs)
+    # A misspelt keyword (`min_lenght=8`) would silently become JSON-schema "extra" and drop the
+    # constraint: it is kept aside and reported, with the field's name, when the spec is built.
+    unknown = sorted(key for key in field_kwargs if key not in _FIELD_PARAMETERS)
+    if unknown:
+        values["unknown_arguments"] = unknown
+    info = Field(*field_args, **{k: v for k, v in field_kwargs.items() if k not in unknown})
     info.metadata.append(FieldSpecMeta(values))
     return info
 
