@@ -21,6 +21,7 @@ import anyio
 import pytest
 
 from host import HostConfig, PluginHost
+from host._egress import Denied, resolve_allowed
 from host._grants import Grants, PluginGrant
 from host.sandbox import probe_layers
 
@@ -201,3 +202,26 @@ def test_a_plugin_with_no_network_grant_reaches_nothing(
     assert seen["direct"] is False
     assert seen["proxy_env"] is None
     assert plugins.egress.denied["egress_none"] == 0
+
+
+@pytest.mark.parametrize(
+    ("destination", "allowlist", "why"),
+    [
+        ("api.example.com:80", ["api.example.com:443"], "not granted"),  # wrong port
+        ("example.com:443", ["*.example.com:443"], "not granted"),  # wildcard: sub-domains only
+        ("localhost:6379", ["localhost:6379"], "non-public"),  # a name for loopback (Redis)
+        ("192.0.2.1:80", ["*.example.com:80"], "not granted"),  # refused before any lookup
+    ],
+)
+def test_the_proxy_admits_only_granted_public_destinations(
+    destination: str, allowlist: list[str], why: str
+) -> None:
+    host, _, port = destination.rpartition(":")
+    with pytest.raises(Denied, match=why):
+        anyio.run(resolve_allowed, host, int(port), allowlist)
+
+
+def test_a_granted_address_literal_and_a_wildcard_sub_domain_pass() -> None:
+    assert anyio.run(resolve_allowed, "127.0.0.1", 8080, ["127.0.0.1:8080"]) == ["127.0.0.1"]
+    with pytest.raises(Denied, match="non-public"):  # granted by name; resolves to loopback
+        anyio.run(resolve_allowed, "localhost", 443, ["*.localhost:443", "localhost:443"])

@@ -233,3 +233,13 @@ def plugbox(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         env=env,
         input="n\n",
     )
+
+
+def test_an_interpreter_is_used_only_when_the_operator_allowed_it() -> None:
+    manifest = load_manifest(PLUGINS / "greedy").model_copy(update={"python": "/opt/evil/python"})
+    with pytest.raises(NotGranted, match="python:/opt/evil/python"):
+        resolve(manifest, PARTIAL, SandboxPolicy.strict)
+    allowed = PARTIAL.model_copy(
+        update={"host": PARTIAL.host.model_copy(update={"interpreters": ("/opt/evil/python",)})}
+    )
+    assert resolve(manifest, allowed, SandboxPolicy.strict).python == "/opt/evil/python"
