@@ -11,6 +11,7 @@ The state machine that decides when to do which lives in `_supervisor`.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import time
 from collections.abc import Mapping
@@ -122,7 +123,7 @@ def launch_spec(m: Manifest, c: LaunchConfig) -> LaunchSpec:
     limits = c.limits or m.limits
     writable = tuple(c.data_dir / p for p in c.permissions.writable_paths)
     for path in writable:
-        path.mkdir(parents=True, exist_ok=True)
+        _make_owned_like_data_dir(c.data_dir, path)
     if c.egress_dir is not None:
         # No route out of its network namespace but the proxy's socket, via the SDK's forwarder.
         env.update(egress_environment(c.egress_dir))
@@ -144,6 +145,19 @@ def launch_spec(m: Manifest, c: LaunchConfig) -> LaunchSpec:
         ),
         permissions=replace(c.permissions, writable_paths=writable),
     )
+
+
+def _make_owned_like_data_dir(data_dir: Path, path: Path) -> None:
+    """Create a granted sub-path; owned like the data dir when that is already the plugin's."""
+    owner = data_dir.stat() if data_dir.exists() else None  # a new one is given away whole
+    data_dir.mkdir(parents=True, exist_ok=True)
+    current = data_dir
+    for part in path.relative_to(data_dir).parts:
+        current = current / part
+        if not current.exists():
+            current.mkdir()
+            if owner is not None and owner.st_uid != os.getuid():
+                os.chown(current, owner.st_uid, owner.st_gid, follow_symlinks=False)
 
 
 async def handshake(proc: PluginProcess, manifest: Manifest) -> InitializeResult:

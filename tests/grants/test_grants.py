@@ -243,3 +243,17 @@ def test_an_interpreter_is_used_only_when_the_operator_allowed_it() -> None:
         update={"host": PARTIAL.host.model_copy(update={"interpreters": ("/opt/evil/python",)})}
     )
     assert resolve(manifest, allowed, SandboxPolicy.strict).python == "/opt/evil/python"
+
+
+@needs_strict
+@pytest.mark.anyio
+async def test_a_granted_sub_path_created_later_is_writable_by_the_plugin(
+    tmp_path: Path, listener: int, host_secret: None
+) -> None:
+    data = tmp_path / "data" / "plugins" / "greedy" / "data"
+    for _ in range(2):  # the second start finds its data dir already the plugin's own
+        with anyio.fail_after(60):
+            async with PluginHost(config(tmp_path, PARTIAL, listener)) as plugins:
+                await plugins.get("greedy").start()
+        assert_probe(data)
+        shutil.rmtree(data / "cache")  # granted again: created anew by the host
