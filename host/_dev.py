@@ -44,9 +44,10 @@ async def dev_once(
     policy: SandboxPolicy = SandboxPolicy.standard,
 ) -> bool:
     """One end-to-end run of the plugin in `plugin_dir`; True when every step succeeded."""
+    from plugbox_demo.scripted_call import run_scripted_call
+
     from .completion import SQLiteRunStore, run_integrations
     from .runtime import IntegrationRuntimeContext, create_runtime_sessions, finish_call
-    from .runtime.scripted_call import run_scripted_call
 
     target = plugin_dir  # absolute: the CLI resolves it
     config = HostConfig(plugins_root=target.parent, data_dir=data_dir, sandbox_policy=policy)
