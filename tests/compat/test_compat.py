@@ -7,6 +7,7 @@ the real host (live call, completion, HTTP API) where the host is part of the be
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -106,6 +107,26 @@ def test_every_name_the_reference_modules_export_resolves_under_compat() -> None
     registry = importlib.import_module("api.services.integrations.registry")
     assert registry.get_node_spec("no-such-type") is None
     assert registry.get_node_secret_fields("no-such-type") == ()
+    base = importlib.import_module("api.services.integrations.base")
+    completion = [f.name for f in dataclasses.fields(base.IntegrationCompletionContext)]
+    runtime = [f.name for f in dataclasses.fields(base.IntegrationRuntimeContext)]
+    assert completion[:6] == [  # the reference's positional order; plugbox's additions after
+        "workflow_run_id",
+        "workflow_run",
+        "workflow_definition",
+        "definition_id",
+        "organization_id",
+        "public_token",
+    ]
+    assert runtime == [
+        "workflow_run_id",
+        "workflow_run",
+        "workflow_graph",
+        "run_definition",
+        "user_config",
+        "is_realtime",
+        "context_messages_provider",
+    ]
 
 
 async def test_the_served_spec_has_the_reference_shape_and_validates_like_the_reference() -> None:
