@@ -127,6 +127,17 @@ class ScriptedLLM(FrameProcessor):
     async def _answer(self, turn: Turn) -> None:
         self.messages.append({"role": "user", "content": turn.caller})
         await self.push_frame(f.LLMFullResponseStartFrame())
+        # Metrics first: the caller barges in only once the bot speaks, so an interruption can
+        # never cancel this turn before its metrics are out (one usage frame per turn, always).
+        usage = LLMTokenUsage(prompt_tokens=40, completion_tokens=12, total_tokens=52)
+        await self.push_frame(
+            f.MetricsFrame(
+                data=[
+                    TTFBMetricsData(processor=self.name, model="scripted-llm", value=0.12),
+                    LLMUsageMetricsData(processor=self.name, model="scripted-llm", value=usage),
+                ]
+            )
+        )
         if turn.tool:
             call_id = f"call-{len(self.messages)}"
             await self.push_frame(
@@ -154,15 +165,6 @@ class ScriptedLLM(FrameProcessor):
             await asyncio.sleep(PAUSE_S / 5)
         await self.push_frame(f.LLMFullResponseEndFrame())
         self.messages.append({"role": "assistant", "content": "".join(turn.answer)})
-        usage = LLMTokenUsage(prompt_tokens=40, completion_tokens=12, total_tokens=52)
-        await self.push_frame(
-            f.MetricsFrame(
-                data=[
-                    TTFBMetricsData(processor=self.name, model="scripted-llm", value=0.12),
-                    LLMUsageMetricsData(processor=self.name, model="scripted-llm", value=usage),
-                ]
-            )
-        )
 
 
 class ScriptedSpeaker(FrameProcessor):
