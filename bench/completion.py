@@ -69,7 +69,7 @@ async def worker_rate(
         started = time.perf_counter()
         async with anyio.create_task_group() as group:
             group.start_soon(worker.run)
-            while len(worker.completed) < runs:  # noqa: ASYNC110 - a benchmark's progress poll
+            while worker.finished.total() < runs:  # noqa: ASYNC110 - a benchmark's progress poll
                 await anyio.sleep(0.01)
             await worker.drain()
         rate = runs / (time.perf_counter() - started)

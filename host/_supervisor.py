@@ -295,6 +295,7 @@ class PluginHandle:
                 f"circuit open after repeated crashes; next try in {wait:.1f} s "
                 f"(last error: {self.last_error})",
                 plugin=self.name,
+                data={"retry_after_s": round(wait, 3)},
             )
         await anyio.sleep(self._breaker.delay())
 

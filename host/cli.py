@@ -1,10 +1,10 @@
 """CLI layer: the `plugbox` command (typer + rich).
 
-Commands: `serve`, `demo`, `plugins list|spec|check|install`, `new`, `doctor`, `worker`, and
-`logs`, `dev`, `plugins restart|test` (`_cli_ops`). Options fall back to `PLUGBOX_*` environment
-variables (`_settings`). Errors are one readable line plus a hint; `--debug` shows tracebacks.
-Exit codes: 0 success, 1 a check or an operation failed, 2 usage error, 3 a plugin or sandbox
-error.
+Commands: `serve`, `demo`, `plugins list|spec|check|install`, `runs list|show|retry`
+(`_runs_cli`), `new`, `doctor`, `worker`, and `logs`, `dev`, `plugins restart|test` (`_cli_ops`).
+Options fall back to `PLUGBOX_*` environment variables (`_settings`). Errors are one readable line
+plus a hint; `--debug` shows tracebacks. Exit codes: 0 success, 1 a check or an operation failed,
+2 usage error, 3 a plugin or sandbox error.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from . import _cli_ops
 from ._host import HostConfig, PluginHost
 from ._logs import configure_logging
 from ._manifest import discover
+from ._runs_cli import runs_app
 from ._scaffold import ScaffoldError, scaffold_plugin
 from ._settings import ENV, Settings
 from .sandbox import SandboxPolicy, doctor_report, layers_for
@@ -44,6 +45,7 @@ app.command("logs")(_cli_ops.logs)
 plugins_app.command("restart")(_cli_ops.restart)
 plugins_app.command("test")(_cli_ops.plugin_tests)
 app.command("dev")(_cli_ops.dev)
+app.add_typer(runs_app, name="runs")
 console = Console()
 _state: dict[str, bool] = {"debug": False}
 
@@ -477,18 +479,23 @@ def worker(
     data_dir: DataDir = Path(".plugbox"),
     policy: Policy = SandboxPolicy.standard,
     grants: GrantsFile = None,
+    lease: Annotated[float, typer.Option(help="Seconds before a dead worker's jobs move.")] = 30.0,
+    grace: Annotated[float, typer.Option(help="Seconds SIGTERM lets running jobs finish.")] = 60.0,
 ) -> None:
-    """Run an ARQ worker that executes post-call completion jobs from Redis."""
-    from arq.worker import run_worker
+    """Run an ARQ worker that executes post-call completion jobs from Redis.
 
-    from .completion._arq import worker_settings
+    SIGTERM drains: no new jobs, running ones get `--grace` seconds, the rest go back to pending.
+    """
+    from .completion._arq import WorkerConfig, serve_worker
 
-    settings = worker_settings(
+    config = WorkerConfig(
         redis_url=redis,
         host_config=_config(plugins, data_dir, policy, grants),
         store_path=data_dir / "runs.sqlite3",
+        lease_s=lease,
+        grace_s=grace,
     )
-    run_worker(settings)
+    _run(lambda: serve_worker(config), hint="is Redis reachable? is the run store writable?")
 
 
 def main() -> None:

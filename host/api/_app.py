@@ -24,6 +24,7 @@ from . import (
     _proxy,
     _public,
     _reference_routes,
+    _runs,
     _ui,
     _workflows,
 )
@@ -32,7 +33,7 @@ from ._state import CORE_NODE_TYPES, ApiLimits, ApiState
 if TYPE_CHECKING:
     from .._host import PluginHost
     from .._registry import Registry
-    from ..completion import RunStore
+    from ..store import SQLiteRunStore
 
 API_TITLE = "plugbox"
 API_VERSION = "1"
@@ -40,7 +41,7 @@ API_VERSION = "1"
 
 def create_app(
     plugins: PluginHost,
-    store: RunStore | None = None,
+    store: SQLiteRunStore | None = None,
     *,
     limits: ApiLimits | None = None,
     core_node_types: Iterable[str] = CORE_NODE_TYPES,
@@ -63,7 +64,7 @@ def create_app(
 
     app = FastAPI(title=API_TITLE, version=API_VERSION, lifespan=lifespan)
     app.state.plugbox = state
-    for module in (_node_types, _workflows, _observability, _health, _public, _ui):
+    for module in (_node_types, _workflows, _observability, _health, _public, _ui, _runs):
         app.include_router(module.router)
     app.mount(_proxy.PREFIX, _proxy.PluginRoutes(state))
     if any(grant.reference_routes for grant in plugins.grants.plugins.values()):

@@ -20,6 +20,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from ..completion import run_integrations
+from ..completion._runs import retry_run
 from ._observability import plugin_rows
 from ._state import ApiState, ApiStateDep
 
@@ -248,15 +249,12 @@ async def ui_run(run_id: int, state: ApiStateDep) -> HTMLResponse:
 
 @router.post("/runs/{run_id}/retry")
 async def ui_retry(run_id: int, state: ApiStateDep) -> RedirectResponse:
-    """Forget the run's failed node results and run its completion again in the background."""
+    """Run the run's failed nodes again under a new attempt group (`plugbox runs retry`), in
+    the background; the failed attempts stay in the history."""
     store = state.store
     if store is None or await store.get_run(run_id) is None:
         raise HTTPException(404, f"Unknown run: {run_id}")
-    await store.execute(
-        lambda db: db.execute(
-            "DELETE FROM node_results WHERE run_id = ? AND status = 'failed'", (run_id,)
-        )
-    )
+    await retry_run(store, run_id)
 
     async def again() -> None:
         await run_integrations(run_id, plugins=state.plugins, store=store)

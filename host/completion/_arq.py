@@ -1,65 +1,98 @@
-"""Completion layer: the same job on ARQ (Redis), so many workers on many machines share the load.
+"""Completion layer: the same jobs on ARQ (Redis), so many workers on many machines share them.
 
-Contract: `enqueue_run_integrations(run_id, redis_url=...)` enqueues with the job id `run-<id>`, so
-a duplicate enqueue is a no-op. `worker_settings(...)` builds an ARQ worker whose job calls
-`run_integrations` against a `PluginHost` and the shared run store; ARQ's own retries are bounded
-(`MAX_TRIES`) and map onto ours: a retried job re-runs only the nodes without a recorded result.
-Plugin start-up never counts inside a job's deadline: the worker resolves specs and starts its
-completion plugins when it starts, and each job makes sure they are ready (under its own
-start-up budget, `start_budget_s`) before its deadline (`job_timeout_s`) begins.
-The only module that imports arq.
+Contract: the run store is the source of truth; Redis only carries run ids.
+`enqueue_run_integrations` records the job in the store (when given one) and queues `run-<id>`
+(a duplicate is a no-op).
+`serve_worker(...)` runs one worker instance until SIGTERM/SIGINT: each ARQ job claims its run in
+the store under this instance's lease (a run done elsewhere, or running under a live lease, is a
+no-op), makes the plugins it needs ready under `start_budget_s`, then runs under `job_timeout_s`
+with the lease renewed. A reaper re-queues what the store says is claimable: pending jobs older
+than `reap_after_s` (Redis lost them) and jobs on expired leases (their worker died), so a
+killed worker's jobs run again within `lease_s` plus a reap interval. Redis errors never end the
+worker: it reconnects with backoff. SIGTERM stops taking jobs, lets the running ones finish
+within `grace_s`, releases the rest to pending, and returns (exit status 0). The only module
+that imports arq.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import signal
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
 from arq import Retry, create_pool
-from arq.connections import RedisSettings
+from arq.connections import ArqRedis, RedisSettings
+from arq.worker import Worker
 
 from sdk.protocol import PluginError, iter_nodes
 
 from .._host import HostConfig, PluginHost
+from ..store import Job, JobState, RunStore, SQLiteRunStore, WorkflowRun
 from ._arq_codec import decode_job, encode_job
-from ._orchestrator import run_integrations
-from ._store import SQLiteRunStore, WorkflowRun
+from ._jobs import LEASE_S, MAX_DEATHS, JobRunner, instance_id
 
 logger = logging.getLogger("plugbox.arq")
 JOB_NAME = "run_integrations_job"
-MAX_TRIES = 3  # ARQ re-runs a job whose worker died; results already recorded are not redone
-JOB_TIMEOUT_S = 900  # all phases with every plugin retry, with margin
-# Resolving specs and starting plugins before a job's deadline starts: a cold sandboxed start
-# takes ~0.3 s on a quiet 2-core machine and several seconds when many start at once.
-START_BUDGET_S = 30.0
+MAX_TRIES = 5  # ARQ's own re-runs; the store decides whether a run still needs work
+JOB_TIMEOUT_S = 900.0  # all phases with every plugin retry, with margin
+START_BUDGET_S = 30.0  # specs and plugin starts, before a job's deadline starts
 RETRY_DEFER_S = 1.0  # a job past its deadline runs again after this
+GRACE_S = 60.0  # SIGTERM: how long running jobs may take to finish
+RECONNECT_MAX_S = 10.0  # longest pause between attempts to reach Redis
 
 
-def job_id(run_id: int) -> str:
-    return f"run-{run_id}"
+def job_id(job: Job | int) -> str:
+    """ARQ's id for a run: `run-<id>` first; then a new one per claim generation and, for a
+    takeover, per expired lease, so a re-queue is never refused by an entry (or a kept result)
+    of an earlier generation, e.g. the dead worker's."""
+    if isinstance(job, int):
+        return f"run-{job}"
+    if job.state is JobState.RUNNING and job.lease_expires is not None:
+        return f"run-{job.run_id}-c{job.claims}-{int(job.lease_expires * 1000)}"
+    return f"run-{job.run_id}-c{job.claims}" if job.claims else f"run-{job.run_id}"
 
 
-async def enqueue_run_integrations(run_id: int, *, redis_url: str) -> bool:
-    """Queue post-call work for a run on Redis; False when that job already exists."""
-    pool = await create_pool(
-        RedisSettings.from_dsn(redis_url), job_serializer=encode_job, job_deserializer=decode_job
-    )
+async def enqueue_run_integrations(
+    run_id: int, *, redis_url: str, store: RunStore | None = None
+) -> bool:
+    """Queue post-call work for a run on Redis (and record the job in `store`, the source of
+    truth a worker's reaper re-queues from); False when that job is already queued."""
+    if store is not None:
+        await store.enqueue(run_id)
+    pool = await _pool(redis_url)
     try:
-        job = await pool.enqueue_job(JOB_NAME, run_id, _job_id=job_id(run_id))
-        return job is not None
+        return await pool.enqueue_job(JOB_NAME, run_id, _job_id=job_id(run_id)) is not None
     finally:
         await pool.aclose()
 
 
-async def ready_plugins(plugins: PluginHost, run: WorkflowRun | None = None) -> None:
-    """Resolve plugin specs and start the completion plugins `run` needs (all when None).
+async def _pool(redis_url: str) -> ArqRedis:
+    return await create_pool(
+        RedisSettings.from_dsn(redis_url), job_serializer=encode_job, job_deserializer=decode_job
+    )
 
-    Best effort, never raises: a plugin that cannot start is left to the job, which records
-    the failure for its nodes.
-    """
+
+@dataclass
+class WorkerConfig:
+    redis_url: str
+    host_config: HostConfig
+    store_path: Path
+    job_timeout_s: float = JOB_TIMEOUT_S
+    start_budget_s: float = START_BUDGET_S
+    lease_s: float = LEASE_S
+    max_deaths: int = MAX_DEATHS
+    grace_s: float = GRACE_S
+    reap_after_s: float | None = None  # default: lease_s
+    max_jobs: int = 10
+
+
+async def ready_plugins(plugins: PluginHost, run: WorkflowRun | None = None) -> None:
+    """Resolve specs and start the completion plugins `run` needs (all when None). Best effort:
+    a plugin that cannot start is left to the job, which records the failure for its nodes."""
     registry = plugins.registry
     if not registry.packages() or registry.errors:
         await registry.refresh()
@@ -80,61 +113,143 @@ async def ready_plugins(plugins: PluginHost, run: WorkflowRun | None = None) -> 
 
 
 async def run_integrations_job(ctx: dict[str, Any], run_id: int) -> dict[str, Any]:
-    """The ARQ job: plugins made ready first, then the orchestration under the job's deadline."""
-    with anyio.move_on_after(ctx["start_budget_s"]):
-        await ready_plugins(ctx["plugins"], await ctx["store"].get_run(run_id))
+    """The ARQ job: claim the run in the store, ready its plugins, run it under its deadline."""
+    config: WorkerConfig = ctx["config"]
+    store: RunStore = ctx["store"]
+    runner: JobRunner = ctx["runner"]
+    job = await store.claim(
+        runner.owner, lease_s=config.lease_s, max_deaths=config.max_deaths, run_id=run_id
+    )
+    if job is None:
+        return {"run_id": run_id, "state": "not claimable"}  # done, parked, or running elsewhere
+    with anyio.move_on_after(config.start_budget_s):
+        await ready_plugins(ctx["plugins"], await store.get_run(run_id))
     try:
-        with anyio.fail_after(ctx["job_timeout_s"]):
-            report = await run_integrations(run_id, plugins=ctx["plugins"], store=ctx["store"])
+        with anyio.fail_after(config.job_timeout_s):
+            state = await runner.run(run_id, deadline=anyio.current_time() + config.job_timeout_s)
     except TimeoutError:
-        # Nodes recorded so far stay recorded; ARQ runs the job again (bounded by MAX_TRIES)
-        # for the rest instead of dropping it.
-        logger.warning("run %d passed its %g s deadline; retrying", run_id, ctx["job_timeout_s"])
+        # The runner released the job to pending; recorded nodes stay recorded.
+        logger.warning("run %d passed its %g s deadline; retrying", run_id, config.job_timeout_s)
         raise Retry(defer=RETRY_DEFER_S) from None
-    return {
-        "run_id": run_id,
-        "outcomes": [(o.plugin, o.status, o.attempts) for o in report.outcomes],
-    }
+    return {"run_id": run_id, "state": state.value if state else "lease lost"}
 
 
-def worker_settings(
-    *,
-    redis_url: str,
-    host_config: HostConfig,
-    store_path: Path,
-    job: Callable[..., Awaitable[Any]] | None = None,
-    job_timeout_s: float = JOB_TIMEOUT_S,
-    start_budget_s: float = START_BUDGET_S,
-) -> dict[str, Any]:
-    """Keyword arguments for `arq.worker.Worker` (or `run_worker`).
+async def serve_worker(config: WorkerConfig) -> None:
+    """One ARQ worker instance, until SIGTERM or SIGINT (see the module docstring)."""
+    async with (
+        PluginHost(config.host_config) as plugins,
+        SQLiteRunStore(config.store_path) as store,
+    ):
+        runner = JobRunner(store, plugins, owner=instance_id(), lease_s=config.lease_s)
+        ctx: dict[str, Any] = {"config": config, "store": store, "plugins": plugins}
+        ctx["runner"] = runner
+        with anyio.move_on_after(config.start_budget_s):
+            await ready_plugins(plugins)  # warm before the first job, outside any deadline
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(_reap, config, store, stop)
+                await _run_arq(config, ctx, stop)
+                group.cancel_scope.cancel()
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+        logger.info("worker %s stopped", runner.owner)
 
-    ARQ's own timeout is the start-up budget plus the job's deadline; a job whose worker died
-    is taken up again by another worker when ARQ's in-progress mark expires (that timeout + 10 s).
-    """
 
-    async def startup(ctx: dict[str, Any]) -> None:
-        ctx["job_timeout_s"] = job_timeout_s
-        ctx["start_budget_s"] = start_budget_s
-        ctx["plugins"] = await PluginHost(host_config).__aenter__()
-        ctx["store"] = await SQLiteRunStore(store_path).__aenter__()
-        with anyio.move_on_after(start_budget_s):
-            await ready_plugins(ctx["plugins"])  # warm before the first job, outside deadlines
+async def _run_arq(config: WorkerConfig, ctx: dict[str, Any], stop: asyncio.Event) -> None:
+    """ARQ's poll loop, started again after a Redis failure, until `stop`; then the drain."""
+    pause = 0.5
+    while not stop.is_set():
+        worker = _worker(config, ctx)
+        main = asyncio.ensure_future(worker.main())
+        worker.main_task = main
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({main, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if stop.is_set():
+            await _drain(worker, main, config.grace_s)
+            return
+        error = main.exception()
+        logger.error("lost Redis (%s); reconnecting in %.1f s", error, pause)
+        await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+        await _close_quietly(worker)
+        with anyio.move_on_after(pause):
+            await stop.wait()
+        pause = min(RECONNECT_MAX_S, pause * 2)
 
-    async def shutdown(ctx: dict[str, Any]) -> None:
-        await ctx["store"].aclose()
-        await ctx["plugins"].__aexit__(None, None, None)
 
-    function = job or run_integrations_job
-    function.__name__ = JOB_NAME
-    return {
-        "functions": [function],
-        "redis_settings": RedisSettings.from_dsn(redis_url),
-        "on_startup": startup,
-        "on_shutdown": shutdown,
-        "max_tries": MAX_TRIES,
-        "job_timeout": start_budget_s + job_timeout_s,
-        "handle_signals": True,
+def _worker(config: WorkerConfig, ctx: dict[str, Any]) -> Worker:
+    function = run_integrations_job
+    return Worker(
+        functions=[function],
+        redis_settings=RedisSettings.from_dsn(config.redis_url),
+        ctx=dict(ctx),
+        max_tries=MAX_TRIES,
+        job_timeout=config.start_budget_s + config.job_timeout_s + 5,
+        handle_signals=False,
+        max_jobs=config.max_jobs,
+        poll_delay=0.2,
         # JSON with a schema, never ARQ's default pickle (see _arq_codec).
-        "job_serializer": encode_job,
-        "job_deserializer": decode_job,
-    }
+        job_serializer=encode_job,
+        job_deserializer=decode_job,
+    )
+
+
+async def _drain(worker: Worker, main: asyncio.Future[None], grace_s: float) -> None:
+    """Stop taking jobs; let running ones finish within `grace_s`; cancel (release) the rest."""
+    worker.allow_pick_jobs = False
+    main.cancel()
+    await asyncio.gather(main, return_exceptions=True)
+    running = [task for task in worker.tasks.values() if not task.done()]
+    logger.info("draining %d running jobs (up to %g s)", len(running), grace_s)
+    if running:
+        await asyncio.wait(running, timeout=grace_s)
+    for task in running:
+        task.cancel()  # the job releases its lease: another worker takes it at once
+    await asyncio.gather(*running, return_exceptions=True)
+    await _close_quietly(worker)
+
+
+async def _close_quietly(worker: Worker) -> None:
+    pool = worker._pool
+    worker._pool = None
+    if pool is not None:
+        try:
+            await pool.close(close_connection_pool=True)
+        except Exception as exc:  # a dead connection cannot be closed cleanly; nothing is lost
+            logger.debug("closing the Redis pool: %s", exc)
+
+
+async def _reap(config: WorkerConfig, store: RunStore, stop: asyncio.Event) -> None:
+    """Queue on Redis what the store says is claimable (lost by Redis, or orphaned)."""
+    interval = max(0.2, config.lease_s / 3)
+    older = config.reap_after_s if config.reap_after_s is not None else config.lease_s
+    while not stop.is_set():
+        await anyio.sleep(interval)
+        pool: ArqRedis | None = None
+        try:
+            jobs = await store.claimable(older_than_s=older)
+            if not jobs:
+                continue
+            pool = await _pool(config.redis_url)
+            queued = [await pool.enqueue_job(JOB_NAME, j.run_id, _job_id=job_id(j)) for j in jobs]
+            if any(queued):
+                logger.info("re-queued %d runs from the run store", sum(map(bool, queued)))
+        except (TimeoutError, OSError, ConnectionError) as exc:
+            logger.warning("reaper: Redis unreachable (%s); next try in %.1f s", exc, interval)
+        except Exception as exc:  # redis-py's own errors; the reaper must outlive them
+            logger.warning("reaper: %s: %s", type(exc).__name__, exc)
+        finally:
+            if pool is not None:
+                await _close_pool(pool)
+
+
+async def _close_pool(pool: ArqRedis) -> None:
+    try:
+        await pool.aclose()
+    except Exception as exc:
+        logger.debug("closing the reaper's Redis pool: %s", exc)

@@ -1,162 +1,226 @@
-"""Completion layer: the durable embedded job queue and its in-process worker pool.
+"""Completion layer: durable jobs — one job's run under a renewed lease, and the embedded worker.
 
-Contract: `enqueue(run_id)` records a job in the run store's SQLite file (a duplicate enqueue is a
-no-op). `EmbeddedWorker.run()` claims jobs with a lease, runs `run_integrations` with bounded
-concurrency, and marks them done or failed. A job pending — or running under an expired lease —
-when a process died is claimed again on the next start; the per-(run, node) records make the
-second run deliver only what the first did not record. `drain()` stops claiming and waits for
-the jobs in flight.
+Contract: the run store is the source of truth for every job on either backend (`RunStore`).
+`JobRunner.run(run_id)` runs a claimed job's `run_integrations` while a heartbeat renews the
+worker instance's lease every third of `lease_s`; a lost lease (another worker took the job after
+this one stalled) cancels the work. The job ends `done`, `partial` or `failed` from its nodes'
+current results (`failed` with the error when the job itself broke); a cancelled job (a drain)
+is released back to `pending`. `EmbeddedWorker.run()` claims jobs with bounded concurrency until
+`drain()`; jobs of a dead worker come back when its lease expires (seconds), and a job whose
+runs kept killing the worker is parked after `max_deaths`. Storage faults are waited out by the
+store; a `StoreError` (persistent) stops the worker with that error, naming the file.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import sqlite3
-import time
+import socket
 import uuid
+from collections import Counter
 from typing import TYPE_CHECKING
 
 import anyio
 
-from ._orchestrator import CompletionReport, run_integrations
-from ._store import SQLiteRunStore
+from ..store import JobState, RunStore, StoreError
+from ._orchestrator import run_integrations
 
 if TYPE_CHECKING:
     from .._host import PluginHost
 
 logger = logging.getLogger("plugbox.jobs")
-LEASE_S = 600.0  # longer than any job: all phases with every retry
+LEASE_S = 30.0  # a dead worker's jobs are taken over after this; renewed while a job runs
 IDLE_POLL_S = 1.0  # how often an idle worker looks for expired leases
-MAX_JOB_ATTEMPTS = 5  # a job that keeps killing its worker is parked as failed
+MAX_DEATHS = 3  # a job whose runs killed the worker this often is parked
 
 
-async def enqueue(store: SQLiteRunStore, run_id: int) -> bool:
+def instance_id() -> str:
+    """A worker instance's id: unique even when a restarted container reuses PID 1."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def outcome_state(statuses: list[str]) -> JobState:
+    """A finished job's state from its nodes' current results."""
+    if not statuses or all(status == "done" for status in statuses):
+        return JobState.DONE
+    return JobState.FAILED if all(s == "failed" for s in statuses) else JobState.PARTIAL
+
+
+async def enqueue(store: RunStore, run_id: int) -> bool:
     """Queue post-call work for a run; False when it was already queued."""
-
-    def work(db: sqlite3.Connection) -> bool:
-        cursor = db.execute(
-            "INSERT OR IGNORE INTO jobs (run_id, state, enqueued_at) VALUES (?, 'pending', ?)",
-            (run_id, time.time()),
-        )
-        return cursor.rowcount == 1
-
-    return await store.execute(work)
+    return await store.enqueue(run_id)
 
 
-async def job_state(store: SQLiteRunStore, run_id: int) -> str | None:
-    row = await store.execute(
-        lambda db: db.execute("SELECT state FROM jobs WHERE run_id = ?", (run_id,)).fetchone()
-    )
-    return str(row[0]) if row else None
+async def job_state(store: RunStore, run_id: int) -> str | None:
+    job = await store.get_job(run_id)
+    return job.state.value if job else None
+
+
+class JobRunner:
+    """Runs claimed jobs for one worker instance, each under its renewed lease."""
+
+    def __init__(
+        self, store: RunStore, plugins: PluginHost, *, owner: str, lease_s: float = LEASE_S
+    ) -> None:
+        self.store = store
+        self.plugins = plugins
+        self.owner = owner
+        self.lease_s = lease_s
+
+    async def run(self, run_id: int, *, deadline: float | None = None) -> JobState | None:
+        """Run a job this instance has claimed; its final state, or None when it was not ours
+        to finish (lease lost). Raises `StoreError` when the store is gone for good."""
+        outcome: tuple[JobState, str | None] | None = None
+        fatal: StoreError | None = None
+        lost = False
+
+        async def work() -> None:
+            nonlocal outcome, fatal
+            try:
+                outcome = await self._execute(run_id, deadline)
+            except StoreError as exc:
+                fatal = exc
+            scope.cancel()
+
+        async def heartbeat() -> None:
+            nonlocal lost
+            while True:
+                await anyio.sleep(self.lease_s / 3)
+                if not await self.store.renew(run_id, self.owner, lease_s=self.lease_s):
+                    logger.error("run %d: lease lost to another worker; stopping it", run_id)
+                    lost = True
+                    scope.cancel()
+
+        try:
+            async with anyio.create_task_group() as group:
+                scope = group.cancel_scope
+                group.start_soon(work)
+                group.start_soon(heartbeat)
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await self.store.release(run_id, self.owner)  # drained: back to pending
+            raise
+        if fatal is not None:
+            raise fatal
+        if lost or outcome is None:
+            return None
+        state, error = outcome
+        await self.store.finish(run_id, self.owner, state, error)
+        return state
+
+    async def _execute(self, run_id: int, deadline: float | None) -> tuple[JobState, str | None]:
+        try:
+            await run_integrations(
+                run_id, plugins=self.plugins, store=self.store, deadline=deadline
+            )
+        except StoreError:
+            raise
+        except Exception as exc:  # the job boundary: one broken run never stops the worker
+            logger.exception("completion job for run %d failed", run_id)
+            return JobState.FAILED, f"{type(exc).__name__}: {exc}"
+        recorded = await self.store.recorded_nodes(run_id)
+        return outcome_state(list(recorded.values())), None
 
 
 class EmbeddedWorker:
     """Runs queued jobs in this process, `concurrency` at a time."""
 
-    def __init__(self, store: SQLiteRunStore, plugins: PluginHost, *, concurrency: int = 4) -> None:
+    def __init__(
+        self,
+        store: RunStore,
+        plugins: PluginHost,
+        *,
+        concurrency: int = 4,
+        lease_s: float = LEASE_S,
+        max_deaths: int = MAX_DEATHS,
+    ) -> None:
         self.store = store
         self.plugins = plugins
         self.concurrency = concurrency
-        self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.completed: list[CompletionReport] = []
+        self.lease_s = lease_s
+        self.max_deaths = max_deaths
+        self.owner = instance_id()
+        self.runner = JobRunner(store, plugins, owner=self.owner, lease_s=lease_s)
+        self.finished: Counter[str] = Counter()  # jobs per final state; reports are not kept
         self._wake = anyio.Event()
         self._stopping = False
         self._idle = anyio.Event()
+        self._fatal: StoreError | None = None
         self.alive = False  # True while `run()` is claiming jobs (`/readyz` reads it)
 
     def wake(self) -> None:
         self._wake.set()
 
     async def submit(self, run_id: int) -> None:
-        await enqueue(self.store, run_id)
+        await self.store.enqueue(run_id)
         self.wake()
 
     async def run(self) -> None:
-        """Claim and run jobs until `drain()`."""
+        """Claim and run jobs until `drain()`; raises `StoreError` if the store is gone."""
         limiter = anyio.Semaphore(self.concurrency)
-        await self.recover()
         self.alive = True
         try:
             async with anyio.create_task_group() as group:
                 while not self._stopping:
                     await limiter.acquire()
-                    run_id = await self._claim()
-                    if run_id is None:
-                        limiter.release()
+                    job = await self._claim(limiter)
+                    if job is None:
                         await self._wait_for_work()
                         continue
-                    group.start_soon(self._run_job, run_id, limiter)
+                    group.start_soon(self._run_job, job, limiter)
         finally:
             self.alive = False
-        self._idle.set()
+            self._idle.set()
+        if self._fatal is not None:
+            raise self._fatal
 
     async def run_until_empty(self) -> None:
-        """Run every queued job, then return (for the demo and tests)."""
-        await self.recover()
-        while (run_id := await self._claim()) is not None:
-            await self._run_job(run_id, None)
+        """Run every queued job, waiting out other workers' expired leases, then return."""
+        while True:
+            job = await self.store.claim(
+                self.owner, lease_s=self.lease_s, max_deaths=self.max_deaths
+            )
+            if job is not None:
+                await self._run_job(job.run_id, None)
+            elif await self.store.list_jobs(state=JobState.RUNNING, limit=1):
+                await anyio.sleep(IDLE_POLL_S)  # an orphan's lease has not expired yet
+            elif not await self.store.list_jobs(state=JobState.PENDING, limit=1):
+                break
+            if self._fatal is not None:
+                raise self._fatal
 
     async def drain(self) -> None:
         self._stopping = True
         self.wake()
         await self._idle.wait()
 
+    async def _claim(self, limiter: anyio.Semaphore) -> int | None:
+        try:
+            job = await self.store.claim(
+                self.owner, lease_s=self.lease_s, max_deaths=self.max_deaths
+            )
+        except BaseException:
+            limiter.release()
+            raise
+        if job is None:
+            limiter.release()
+            return None
+        return job.run_id
+
     async def _wait_for_work(self) -> None:
         with anyio.move_on_after(IDLE_POLL_S):
             await self._wake.wait()
         self._wake = anyio.Event()
 
-    async def _claim(self) -> int | None:
-        def work(db: sqlite3.Connection) -> int | None:
-            now = time.time()
-            db.execute("BEGIN IMMEDIATE")
-            row = db.execute(
-                "SELECT run_id FROM jobs WHERE state = 'pending'"
-                " OR (state = 'running' AND lease_expires < ?) ORDER BY enqueued_at LIMIT 1",
-                (now,),
-            ).fetchone()
-            if row is not None:
-                db.execute(
-                    "UPDATE jobs SET state = 'running', lease_owner = ?, lease_expires = ?,"
-                    " attempts = attempts + 1 WHERE run_id = ?",
-                    (self.owner, now + LEASE_S, row[0]),
-                )
-            db.execute("COMMIT")
-            return int(row[0]) if row else None
-
-        return await self.store.execute(work)
-
     async def _run_job(self, run_id: int, limiter: anyio.Semaphore | None) -> None:
         try:
-            report = await run_integrations(run_id, plugins=self.plugins, store=self.store)
-            self.completed.append(report)
-            await self._finish(run_id, "done", None)
-        except Exception as exc:  # the job boundary: one broken run never stops the worker
-            logger.exception("completion job for run %d failed", run_id)
-            await self._finish(run_id, "failed", f"{type(exc).__name__}: {exc}")
+            state = await self.runner.run(run_id)
+            self.finished[state.value if state else "lost"] += 1
+        except StoreError as exc:
+            logger.error("stopping the worker: %s", exc)
+            self._fatal = exc
+            self._stopping = True
+            self.wake()
         finally:
             if limiter is not None:
                 limiter.release()
-
-    async def _finish(self, run_id: int, state: str, error: str | None) -> None:
-        await self.store.execute(
-            lambda db: db.execute(
-                "UPDATE jobs SET state = ?, finished_at = ?, error = ?, lease_owner = NULL"
-                " WHERE run_id = ? AND lease_owner = ?",
-                (state, time.time(), error, run_id, self.owner),
-            )
-        )
-
-    async def recover(self) -> int:
-        """Return running jobs of dead workers to pending (one embedded worker per store file)."""
-
-        def work(db: sqlite3.Connection) -> int:
-            cursor = db.execute(
-                "UPDATE jobs SET state = CASE WHEN attempts >= ? THEN 'failed' ELSE 'pending' END"
-                " WHERE state = 'running' AND (lease_expires < ? OR lease_owner NOT LIKE ?)",
-                (MAX_JOB_ATTEMPTS, time.time(), f"{os.getpid()}-%"),
-            )
-            return int(cursor.rowcount)
-
-        return await self.store.execute(work)

@@ -4,12 +4,14 @@ Contract (the five steps): load the pinned definition from the run; create a pub
 post-call work exists; run the QA phase, then integrations, then webhooks (phases from each
 plugin's manifest), each phase seeing the annotations written so far; each handler gets only its
 own node types' node dicts (disabled ones included: which nodes are enabled is the plugin's
-business) and a completion context redacted for it. A plugin is called only when it has a node
-without a recorded result; a crash, kill or timeout is retried with jittered exponential backoff up
-to the plugin's limit (a deterministic error, `data.deterministic` from the plugin, is not retried),
-then recorded as the reference's `integration_<plugin>` failure entry plus a failed result for
-each of its nodes. Results are recorded once per (run, node), so retries and duplicate jobs deliver
-nothing twice; handlers get a stable idempotency key per (run, node) for their own deliveries.
+business) and a completion context redacted for it. Plugins are resolved again for every job; a
+plugin that failed to load fails its nodes with the cause (retryable, never skipped). A plugin is
+called only when it has a node without a recorded result; a crash, kill or timeout is retried
+with jittered exponential backoff up to the plugin's limit (an open circuit is waited out, not
+counted; a deterministic error, `data.deterministic` from the plugin, is not retried), then
+recorded as the reference's `integration_<plugin>` failure entry plus a failed result for each of
+its nodes. Results are recorded once per (run, node, attempt group), so retries and duplicate jobs
+deliver nothing twice; handlers get a stable idempotency key per (run, node, attempt group).
 """
 
 from __future__ import annotations
@@ -23,13 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from sdk.protocol import PluginError, SecretScrubber, iter_nodes
+from sdk.protocol import CircuitOpen, PluginError, SecretScrubber
 
 from .._counters import COUNTERS, DELIVERIES
 from .._keys import HOST_WRITER
 from .._manifest import PHASE_ORDER, Manifest
 from ..client import CompletionAnswer, ResultError
-from ._store import SQLiteRunStore, WorkflowRun
+from ..store import RunStore, WorkflowRun
+from ._resolve import resolve
+from ._retry import CIRCUIT_WAIT_S, PluginLoadFailed, circuit_wait, is_deterministic
 
 if TYPE_CHECKING:
     from .._host import PluginHost
@@ -56,34 +60,51 @@ class CompletionReport:
     outcomes: list[PluginOutcome] = field(default_factory=list)
 
 
-def idempotency_key(run_id: int, node_id: str) -> str:
-    """Stable per (run, node): the same value on every retry and every duplicate job."""
-    return hashlib.sha256(f"plugbox:{run_id}:{node_id}".encode()).hexdigest()[:32]
+def idempotency_key(run_id: int, node_id: str, attempt_group: int = 0) -> str:
+    """Stable per (run, node, attempt group): the same value on every retry and every duplicate
+    job of one group; `runs retry` opens a new group, hence a new key."""
+    group = f":{attempt_group}" if attempt_group else ""  # group 0 keeps the original key
+    return hashlib.sha256(f"plugbox:{run_id}:{node_id}{group}".encode()).hexdigest()[:32]
 
 
 async def run_integrations(
     run_id: int,
     *,
     plugins: PluginHost,
-    store: SQLiteRunStore,
+    store: RunStore,
     scrubber: SecretScrubber | None = None,
     sleep: Sleep = anyio.sleep,
+    deadline: float | None = None,
 ) -> CompletionReport:
-    """Run every phase's completion handlers for one finished run."""
+    """Run every phase's completion handlers for one finished run.
+
+    `deadline` (anyio's clock) bounds the waits for an open circuit; default: `CIRCUIT_WAIT_S`.
+    """
     run = await store.get_run(run_id)
     if run is None:
         raise KeyError(f"no run {run_id}")
     registry = plugins.registry
-    if not registry.packages():
-        await registry.refresh()
-    work = _work_by_plugin(run, plugins)
-    if not work:
+    resolution = await resolve(run, plugins)  # per job: a plugin that failed to load is retried
+    work, unloaded = resolution.work, resolution.unloaded
+    if resolution.unattributed:
+        logger.warning(
+            "run %d: nodes %s have types no loaded plugin provides (plugins that failed to"
+            " load: %s)",
+            run_id,
+            resolution.unattributed,
+            [error.name for error in registry.errors],
+        )
+    if not work and not unloaded:
         return CompletionReport(run_id, None)
     token = await store.ensure_public_token(run_id)
     report = CompletionReport(run_id, token)
     secrets = plugins.learn_secrets(definitions=(run.workflow_definition,))
     if scrubber is not None:
         scrubber.merge(secrets)
+    until = deadline if deadline is not None else anyio.current_time() + CIRCUIT_WAIT_S
+    for name, (nodes, message) in sorted(unloaded.items()):
+        job = _PluginJob(plugins, store, secrets, run, name, nodes, sleep, until)
+        await job.fail_unloaded(message, report)
     for phase in PHASE_ORDER:
         names = [name for name in sorted(work) if plugins.manifests[name].completion.phase == phase]
         if not names:
@@ -92,48 +113,51 @@ async def run_integrations(
         assert current is not None
         async with anyio.create_task_group() as group:
             for name in names:
-                job = _PluginJob(plugins, store, secrets, current, name, work[name], sleep)
+                job = _PluginJob(plugins, store, secrets, current, name, work[name], sleep, until)
                 group.start_soon(job.execute, report)
     return report
-
-
-def _work_by_plugin(run: WorkflowRun, plugins: PluginHost) -> dict[str, list[dict[str, Any]]]:
-    """Node dicts per completion plugin, for plugins with at least one node of their types."""
-    registry = plugins.registry
-    capable = set(registry.packages_with_completion())
-    grouped: dict[str, list[dict[str, Any]]] = {}
-    for node in iter_nodes(run.workflow_definition):
-        owner = registry.package_for_type(str(node.get("type")))
-        if owner in capable:
-            grouped.setdefault(owner, []).append(node)
-    return grouped
 
 
 @dataclass
 class _PluginJob:
     plugins: PluginHost
-    store: SQLiteRunStore
+    store: RunStore
     secrets: SecretScrubber  # the run's, learnt once
     workflow_run: WorkflowRun
     name: str
     nodes: list[dict[str, Any]]
     sleep: Sleep
+    deadline: float  # anyio clock: waits for an open circuit end here
+    groups: dict[str, int] = field(default_factory=dict)  # node id -> its attempt group
 
     @property
     def manifest(self) -> Manifest:
         return self.plugins.manifests[self.name]
 
-    async def execute(self, report: CompletionReport) -> None:
-        outcome = PluginOutcome(self.name, self.manifest.completion.phase, "skipped")
-        report.outcomes.append(outcome)
+    async def _pending(self, outcome: PluginOutcome) -> list[dict[str, Any]]:
         recorded = await self.store.recorded_nodes(self.workflow_run.id)
         pending = [n for n in self.nodes if str(n.get("id")) not in recorded]
         outcome.nodes = [str(n.get("id")) for n in pending]
+        return pending
+
+    async def fail_unloaded(self, message: str, report: CompletionReport) -> None:
+        """The plugin could not be loaded: its nodes fail with the cause, retryable."""
+        outcome = PluginOutcome(self.name, self.manifest.completion.phase, "skipped")
+        report.outcomes.append(outcome)
+        if pending := await self._pending(outcome):
+            error = PluginLoadFailed(f"plugin could not be loaded: {message}", plugin=self.name)
+            await self._record_failure(error, pending, outcome)
+            COUNTERS.inc(DELIVERIES, len(pending), plugin=self.name, outcome=outcome.status)
+
+    async def execute(self, report: CompletionReport) -> None:
+        outcome = PluginOutcome(self.name, self.manifest.completion.phase, "skipped")
+        report.outcomes.append(outcome)
+        pending = await self._pending(outcome)
         if not pending:
             return
-        handed = [n for n in self.nodes if str(n.get("id")) not in recorded]
+        self.groups = await self.store.attempt_groups(self.workflow_run.id)
         try:
-            result, outcome.attempts = await self._call_with_retries(handed)
+            result, outcome.attempts = await self._call_with_retries(pending)
             await self._record_success(result, pending, outcome)
         except (PluginError, ResultError) as exc:
             await self._record_failure(exc, pending, outcome)
@@ -141,26 +165,40 @@ class _PluginJob:
 
     async def _call_with_retries(self, nodes: list[dict[str, Any]]) -> tuple[CompletionAnswer, int]:
         policy = self.manifest.completion
-        for attempt in range(1, policy.max_attempts + 1):
+        attempt = 1
+        while True:
             try:
                 return await self._call(nodes, attempt), attempt
             except ResultError as exc:
                 exc.data["attempts"] = attempt  # an unstorable answer is not retried
                 raise
+            except CircuitOpen as exc:
+                # Not an attempt: wait the circuit out (within the deadline), then try again.
+                wait = circuit_wait(exc)
+                if anyio.current_time() + wait > self.deadline:
+                    exc.data["attempts"] = attempt
+                    raise
+                logger.warning("plugin %r: circuit open; waiting %.1f s", self.name, wait)
+                await self.sleep(wait)
             except PluginError as exc:
                 exc.data["attempts"] = attempt
                 logger.warning(
                     "plugin %r completion attempt %d failed: %s", self.name, attempt, exc
                 )
-                if attempt == policy.max_attempts or exc.data.get("deterministic"):
+                if attempt >= policy.max_attempts or is_deterministic(exc):
                     raise  # a deterministic error fails the same way on every attempt
                 ceiling = policy.backoff_s * 2 ** (attempt - 1)
                 await self.sleep(random.uniform(ceiling / 2, ceiling))
-        raise AssertionError("unreachable: max_attempts >= 1")
+                attempt += 1
 
     async def _call(self, nodes: list[dict[str, Any]], attempt: int) -> CompletionAnswer:
         run = self.workflow_run
-        keys = {str(n.get("id")): idempotency_key(run.id, str(n.get("id"))) for n in nodes}
+        keys = {
+            str(n.get("id")): idempotency_key(
+                run.id, str(n.get("id")), self.groups.get(str(n.get("id")), 0)
+            )
+            for n in nodes
+        }
         return await self.plugins.client(self.name).run_completion(
             run, nodes, idempotency_keys=keys, attempt=attempt, secrets=self.secrets
         )
@@ -227,6 +265,11 @@ class _PluginJob:
         await self.store.merge_annotations(self.workflow_run.id, failures, writer=HOST_WRITER)
         for node_id in (str(node.get("id")) for node in pending):
             await self.store.record_node_result(
-                self.workflow_run.id, node_id, plugin=self.name, status="failed", attempts=attempts
+                self.workflow_run.id,
+                node_id,
+                plugin=self.name,
+                status="failed",
+                attempts=attempts,
+                error=f"{type(error).__name__}: {message}",
             )
         outcome.status, outcome.attempts, outcome.error = "failed", attempts, message

@@ -176,7 +176,7 @@ WORKER = textwrap.dedent(
                             use_venvs=False, idle_timeout_s=None, extra_env=env,
                             grants_file=Path(plugins_root).parent / "completion_grants.toml")
         async with PluginHost(config) as plugins, SQLiteRunStore(Path(data) / "r.db") as store:
-            await EmbeddedWorker(store, plugins).run_until_empty()
+            await EmbeddedWorker(store, plugins, lease_s=2).run_until_empty()
 
     anyio.run(main, *sys.argv[1:])
     """
@@ -236,21 +236,23 @@ async def test_the_store_merges_concurrent_writers_without_loss_and_refuses_fore
 async def test_the_store_migrates_an_older_schema_on_open(tmp_path: Path) -> None:
     import sqlite3
 
-    from host.completion._store import _MIGRATIONS
+    from host.store import SCHEMA_VERSION
+    from host.store._schema import MIGRATIONS
 
     db = sqlite3.connect(tmp_path / "old.db")
-    db.executescript(_MIGRATIONS[0] + "PRAGMA user_version = 1;")
+    db.executescript(MIGRATIONS[0] + "PRAGMA user_version = 1;")
     db.execute(
         "INSERT INTO runs (organization_id, workflow_definition, created_at) VALUES (1, '{}', 0)"
     )
     db.commit()
     db.close()
     async with SQLiteRunStore(tmp_path / "old.db") as store:
-        assert await enqueue(store, 1)  # the jobs table of schema version 2 exists now
+        assert await enqueue(store, 1)  # the jobs table of the later versions exists now
         run = await store.get_run(1)
         assert run is not None
         assert run.fields == {}  # version 3's run fields default to none on an old row
-    assert sqlite3.connect(tmp_path / "old.db").execute("PRAGMA user_version").fetchone()[0] == 3
+    version = sqlite3.connect(tmp_path / "old.db").execute("PRAGMA user_version").fetchone()[0]
+    assert version == SCHEMA_VERSION
 
 
 async def test_the_embedded_worker_runs_queued_jobs_and_drains(
@@ -270,8 +272,55 @@ async def test_the_embedded_worker_runs_queued_jobs_and_drains(
                 group.start_soon(worker.run)
                 for run_id in ids:
                     await worker.submit(run_id)
-                while len(worker.completed) < len(ids):  # noqa: ASYNC110 - bounded by fail_after
+                while worker.finished.total() < len(ids):  # noqa: ASYNC110 - bounded by fail_after
                     await anyio.sleep(0.01)
                 await worker.drain()
             states = {await job_state(store, run_id) for run_id in ids}
     assert states == {"done"}
+
+
+async def test_a_plugin_that_fails_to_load_fails_its_nodes_and_runs_retry_delivers_them(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """A transient import failure for the first 3 jobs: nothing is skipped silently, each run
+    whose only node failed is `failed`, and after the cause is gone `runs retry` (same worker,
+    same plugin host: plugins are resolved per job) ends every node `done`, delivered once."""
+    from host.completion._runs import retry_run, show_run
+
+    broken = tmp_path / "data" / "plugins" / "fragile" / "data" / "broken"
+    broken.parent.mkdir(parents=True)
+    broken.touch()
+    with anyio.fail_after(120):
+        async with (
+            PluginHost(config(tmp_path, receiver)) as plugins,
+            SQLiteRunStore(tmp_path / "r.db") as store,
+        ):
+            worker = EmbeddedWorker(store, plugins)
+            ids = [
+                await store.create_run(workflow_definition=definition(("f", "fragile", True)))
+                for _ in range(3)
+            ]
+            for run_id in ids:
+                await enqueue(store, run_id)
+            await worker.run_until_empty()
+            assert {await job_state(store, run_id) for run_id in ids} == {"failed"}
+            shown = await show_run(store, ids[0])
+            [attempt] = shown["nodes"]
+            assert attempt["status"] == "failed"
+            assert "PluginLoadFailed" in attempt["error"]
+            assert "not there yet" in attempt["error"]
+            broken.unlink()  # the cause is gone
+            for run_id in ids:
+                assert (await retry_run(store, run_id))["nodes"] == ["f"]
+            await worker.run_until_empty()
+            assert {await job_state(store, run_id) for run_id in ids} == {"done"}
+            shown = await show_run(store, ids[0])
+            runs = [await store.get_run(run_id) for run_id in ids]
+    assert [(n["attempt_group"], n["status"]) for n in shown["nodes"]] == [
+        (0, "failed"),
+        (1, "done"),
+    ]
+    assert all(run is not None and run.annotations["f"]["delivered"] for run in runs)
+    log = tmp_path / "data" / "plugins" / "fragile" / "data" / "deliveries.log"
+    delivered = Counter(tuple(line.split()[:2]) for line in log.read_text().splitlines())
+    assert delivered == Counter({(str(run_id), "f"): 1 for run_id in ids})
