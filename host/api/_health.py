@@ -17,6 +17,7 @@ import anyio
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from ..store import StoreError
 from ._state import ApiState, ApiStateDep
 
 router = APIRouter(tags=["health"])
@@ -75,6 +76,6 @@ async def _store(state: ApiState) -> dict[str, Any]:
             await store.execute(write_probe)
     except TimeoutError:
         return {"ok": False, "detail": f"no write lock within {STORE_CHECK_S:g} s"}
-    except (sqlite3.Error, AssertionError) as exc:  # AssertionError: the store is closed
+    except (sqlite3.Error, StoreError) as exc:  # StoreError: closed, corrupt, read-only
         return {"ok": False, "detail": f"not writable: {exc}"}
     return {"ok": True, "detail": "writable"}
