@@ -40,6 +40,7 @@ class SandboxLimits:
     open_files: int | None = None
     file_size_mb: int | None = None
     pids: int | None = None
+    cpu_quota: float | None = None  # CPUs at once (cgroup cpu controller); None: the default
 
 
 @dataclass(frozen=True)

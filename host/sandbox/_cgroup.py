@@ -29,6 +29,8 @@ from ._base import MIB, SandboxLimits
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 GROUP_PARENT = "plugbox"
 REMOVE_TRIES = 100  # x 20 ms: SIGKILLed members leave their group as they exit, not at once
+DEFAULT_CPU_QUOTA = 1.0  # CPUs a plugin may use at once (cpu controller, where writable)
+CPU_PERIOD_US = 100_000
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class CgroupSupport:
     version: int  # 1 or 2
     memory: Path  # the directory under which per-plugin memory groups are made
     pids: Path
+    cpu: Path | None = None  # where the cpu controller is writable: a CPU quota per plugin
 
 
 def detect_cgroups(root: Path = CGROUP_ROOT) -> CgroupSupport | None:
@@ -44,12 +47,17 @@ def detect_cgroups(root: Path = CGROUP_ROOT) -> CgroupSupport | None:
     if controllers.exists():
         wanted = {"memory", "pids"} <= set(controllers.read_text().split())
         if wanted and os.access(root, os.W_OK):
-            return CgroupSupport(2, root / GROUP_PARENT, root / GROUP_PARENT)
+            has_cpu = "cpu" in controllers.read_text().split()
+            parent = root / GROUP_PARENT
+            return CgroupSupport(2, parent, parent, parent if has_cpu else None)
         return None
     memory, pids = root / "memory", root / "pids"
     present = (memory / "memory.limit_in_bytes").exists() and (pids / "cgroup.procs").exists()
     if present and os.access(memory, os.W_OK) and os.access(pids, os.W_OK):
-        return CgroupSupport(1, memory / GROUP_PARENT, pids / GROUP_PARENT)
+        cpu = root / "cpu"
+        has_cpu = (cpu / "cpu.cfs_quota_us").exists() and os.access(cpu, os.W_OK)
+        cpu_parent = cpu / GROUP_PARENT if has_cpu else None
+        return CgroupSupport(1, memory / GROUP_PARENT, pids / GROUP_PARENT, cpu_parent)
     return None
 
 
@@ -63,13 +71,16 @@ class PluginCgroup:
         leaf = f"{name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.memory_dir = support.memory / leaf
         self.pids_dir = support.pids / leaf
+        self.cpu_dir = support.cpu / leaf if support.cpu is not None else None
+        self.dirs = {self.memory_dir, self.pids_dir} | ({self.cpu_dir} if self.cpu_dir else set())
         self._final: tuple[int, int] | None = None  # (oom kills, pids.max hits) read at removal
 
     def create(self) -> None:
         if self.support.version == 2:
             _enable_controllers(self.support.memory.parent, self.support.memory)
-        for directory in {self.memory_dir, self.pids_dir}:
+        for directory in self.dirs:
             directory.mkdir(parents=True, exist_ok=True)
+        self._set_cpu_quota()
         memory = (self.limits.memory_mb or 0) * MIB
         if self.support.version == 2:
             self._write(self.memory_dir / "memory.max", memory or "max")
@@ -80,16 +91,26 @@ class PluginCgroup:
         if self.limits.pids:
             self._write(self.pids_dir / "pids.max", self.limits.pids)
 
+    def _set_cpu_quota(self) -> None:
+        if self.cpu_dir is None:
+            return
+        quota = int((self.limits.cpu_quota or DEFAULT_CPU_QUOTA) * CPU_PERIOD_US)
+        if self.support.version == 2:
+            self._write(self.cpu_dir / "cpu.max", f"{quota} {CPU_PERIOD_US}", optional=True)
+            return
+        self._write(self.cpu_dir / "cpu.cfs_period_us", CPU_PERIOD_US, optional=True)
+        self._write(self.cpu_dir / "cpu.cfs_quota_us", quota, optional=True)
+
     def join_current_process(self) -> None:
         """Runs in the child before exec: move this process into the group(s)."""
         pid = str(os.getpid())
-        for directory in {self.memory_dir, self.pids_dir}:
+        for directory in self.dirs:
             with open(directory / "cgroup.procs", "w", encoding="ascii") as stream:
                 stream.write(pid)
 
     def kill_members(self) -> None:
         """SIGKILL whatever is left in the group (descendants that left the plugin's session)."""
-        for directory in {self.memory_dir, self.pids_dir}:
+        for directory in self.dirs:
             _kill_members(directory)
 
     def counters(self) -> tuple[int, int]:
@@ -114,7 +135,7 @@ class PluginCgroup:
 
     async def remove(self) -> None:
         self._final = self.counters()  # the verdict outlives the group
-        for directory in {self.memory_dir, self.pids_dir}:
+        for directory in self.dirs:
             for _ in range(REMOVE_TRIES):
                 if remove_group(directory):
                     break
@@ -147,6 +168,8 @@ def _enable_controllers(root: Path, parent: Path) -> None:
     for directory in (root, parent):
         with contextlib.suppress(OSError):
             (directory / "cgroup.subtree_control").write_text("+memory +pids")
+        with contextlib.suppress(OSError):
+            (directory / "cgroup.subtree_control").write_text("+cpu")
 
 
 def remove_group(directory: Path) -> bool:
@@ -164,7 +187,7 @@ def remove_group(directory: Path) -> bool:
 def sweep_stale_groups(support: CgroupSupport) -> list[Path]:
     """Remove the plugbox groups whose creating host process is dead; the paths removed."""
     removed = []
-    for parent in {support.memory, support.pids}:
+    for parent in {support.memory, support.pids} | ({support.cpu} if support.cpu else set()):
         with contextlib.suppress(OSError):
             for directory in parent.iterdir():
                 owner = _owner_pid(directory.name)

@@ -119,11 +119,12 @@ def _probe_cgroup() -> LayerStatus:
         )
     finally:
         _remove_sync(group)
-    return LayerStatus(LAYER_CGROUP, True, f"cgroup v{support.version} memory + pids")
+    cpu = " + cpu quota" if support.cpu is not None else ""
+    return LayerStatus(LAYER_CGROUP, True, f"cgroup v{support.version} memory + pids{cpu}")
 
 
 def _remove_sync(group: PluginCgroup) -> None:
-    for directory in {group.memory_dir, group.pids_dir}:
+    for directory in group.dirs:
         with contextlib.suppress(OSError):
             directory.rmdir()
 

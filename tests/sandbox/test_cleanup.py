@@ -129,3 +129,47 @@ def _exited_pid() -> int:
     child = subprocess.Popen(["true"])
     child.wait()
     return child.pid
+
+
+SPIN = """
+import os, threading, time
+def spin():
+    end = time.monotonic() + 1.5
+    while time.monotonic() < end:
+        pass
+threads = [threading.Thread(target=spin) for _ in range(2)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(sum(os.times()[:2]))
+"""
+
+
+async def test_the_cpu_quota_holds_a_spinning_plugin_to_its_share(tmp_path: Path) -> None:
+    support = detect_cgroups()
+    assert support is not None
+    if support.cpu is None:
+        pytest.skip("no writable cpu controller here")
+    spec = LaunchSpec(
+        "spinner",
+        [str(base_interpreter()), "-c", SPIN],
+        tmp_path / "data",
+        tmp_path,
+        limits=SandboxLimits(pids=16, cpu_quota=0.05),
+    )
+    with anyio.fail_after(60):
+        process = await launch(spec, SandboxPolicy.standard)
+        await process.stdin.aclose()
+        stdout = await process.open_stdout()
+        assert await process.wait() == 0
+        cpu_seconds = float((await stdout.receive()).decode())
+        stat = (group_dir(support.cpu, "spinner") / "cpu.stat").read_text()
+        await process.cleanup()
+    throttled = dict(line.split() for line in stat.splitlines())["nr_throttled"]
+    assert int(throttled) > 0  # the quota, not the machine's load, held it back
+    # Two threads spinning 1.5 s of wall time could use 3 CPU-seconds; 0.05 CPU allows ~0.08.
+    assert cpu_seconds < 0.3
+
+
+def group_dir(parent: Path, plugin: str) -> Path:
+    (found,) = [d for d in parent.iterdir() if d.name.startswith(f"{plugin}-{os.getpid()}-")]
+    return found
