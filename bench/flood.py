@@ -26,7 +26,7 @@ sys.path[:] = [str(Path(__file__).resolve().parent.parent)] + [
 from bench._common import arguments, metric, print_table, write_results
 from host import HostConfig, PluginHost
 from host.runtime import IntegrationRuntimeContext, create_runtime_sessions
-from host.runtime.scripted_call import run_scripted_call
+from plugbox_demo.scripted_call import run_scripted_call
 
 PLUGIN = """
 import asyncio, os, threading
