@@ -12,18 +12,12 @@ from __future__ import annotations
 
 import re
 
-from sdk.protocol import (
-    CircuitOpen,
-    FrameTooLarge,
-    InvalidParams,
-    InvalidRequest,
-    MethodNotFound,
-    ParseError,
-    PluginError,
-)
+from sdk.protocol import CircuitOpen, PluginError
 
 CIRCUIT_WAIT_S = 120.0  # longest total wait for open circuits in one job, by default
-_DETERMINISTIC = (InvalidParams, InvalidRequest, MethodNotFound, ParseError, FrameTooLarge)
+# The wire's own deterministic failures, by JSON-RPC code: parse error, invalid request, method
+# not found, invalid params, frame too large (the error classes are the client's to name).
+_DETERMINISTIC_CODES = frozenset({-32700, -32600, -32601, -32602, -32010})
 _NEXT_TRY = re.compile(r"next try in ([0-9.]+) s")
 
 
@@ -34,7 +28,7 @@ class PluginLoadFailed(PluginError):
 
 
 def is_deterministic(error: PluginError) -> bool:
-    if isinstance(error, _DETERMINISTIC):
+    if error.code in _DETERMINISTIC_CODES:
         return True
     if error.data.get("deterministic"):  # the plugin said so (the SDK's deterministic errors)
         return True
