@@ -84,6 +84,7 @@ def edit_grant(
     decline: Sequence[str] = (),
     revoke: Sequence[str] = (),
     policy: SandboxPolicyName | None = None,
+    node_types: Sequence[str] = (),
 ) -> PluginGrant:
     """`plugins grant` options applied to one entry (`--network all` grants all network).
 
@@ -109,6 +110,8 @@ def edit_grant(
         writable_paths=_union(grant.writable_paths, writable),
         limits=caps,
         declined=_union(grant.declined, decline),
+        node_types=_union(grant.node_types, node_types),
+        reference_routes=grant.reference_routes,
     )
 
 
@@ -127,6 +130,8 @@ def _revoked(grant: PluginGrant, labels: Sequence[str]) -> PluginGrant:
         writable_paths=tuple(p for p in grant.writable_paths if f"writable:{p}" not in gone),
         limits={k: v for k, v in grant.limits.items() if f"limit:{k}" not in gone},
         declined=tuple(d for d in grant.declined if d not in gone),
+        node_types=tuple(t for t in grant.node_types if f"node_type:{t}" not in gone),
+        reference_routes=grant.reference_routes,
     )
 
 

@@ -13,6 +13,7 @@ in the host's data directory (or a file named with `--grants`), never in a plugi
     writable_paths = ["cache"]
     policy = "strict"                        # the operator's policy for this plugin (`off` too)
     declined = ["network:*:443"]             # requests seen and refused: run without them
+    node_types = ["webhook"]                 # pins the owner of a type two plugins declare
     [plugins.webhook.limits]
     memory_mb = 1024                         # raises the cap for this plugin
 
@@ -89,6 +90,9 @@ class PluginGrant(_Strict):
     declined: tuple[str, ...] = ()
     # Also serve the plugin's routes at the reference platform's `/api/v1/<router prefix>/...`.
     reference_routes: bool = False
+    # Node types the operator pins to this plugin: a type declared by two plugins is served by
+    # neither until exactly one of them holds its pin (see `Registry`).
+    node_types: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _honourable(self) -> PluginGrant:
@@ -109,6 +113,14 @@ class Grants(_Strict):
 
     def for_plugin(self, name: str) -> PluginGrant:
         return self.plugins.get(name, PluginGrant())
+
+    def type_pins(self) -> dict[str, tuple[str, ...]]:
+        """Node type -> the plugins the operator pinned it to (one, unless misconfigured)."""
+        pins: dict[str, tuple[str, ...]] = {}
+        for name, grant in sorted(self.plugins.items()):
+            for type_name in grant.node_types:
+                pins[type_name] = (*pins.get(type_name, ()), name)
+        return pins
 
     def with_plugin(self, name: str, grant: PluginGrant) -> Grants:
         return self.model_copy(update={"plugins": {**self.plugins, name: grant}})

@@ -92,7 +92,13 @@ class PluginHost:
         self.grants = self.config.load_grants()
         self.egress = EgressProxy()  # one per host; a listener per plugin with an allowlist
         self.venvs = VenvBuilder(data / "venvs", progress=progress)
-        self.registry = Registry(self.manifests, self.client, data / "spec-cache", sdk_hash())
+        self.registry = Registry(
+            self.manifests,
+            self.client,
+            data / "spec-cache",
+            sdk_hash(),
+            pins=lambda: self.grants.type_pins(),
+        )
         self._handles: dict[str, PluginHandle] = {}
         self._clients: dict[str, PluginClient] = {}
         # Every plugin's recent log records, in memory and in <data>/logs (read by `plugbox logs`).

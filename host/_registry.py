@@ -4,7 +4,14 @@ Contract: `refresh()` loads every plugin's `spec` once — from the disk cache w
 content hash (manifest, package files, SDK) is unchanged, so a warm listing starts no process,
 else over the wire — and builds the indexes the lookups read. Packages iterate sorted by name, as
 in the reference. A plugin whose spec cannot be loaded is listed in `errors` and the others still
-serve; a node type claimed by two plugins is an error naming both.
+serve.
+
+Node-type ownership is explicit: a type declared by one plugin belongs to it; a type declared by
+two or more is served by none of them (an error naming every claimant, in `errors`) until the
+operator pins its owner in the grants file (`[plugins.<name>] node_types = [...]`). A pin is
+honoured only if exactly one claimant holds it. A contested type has no spec, no owner and no
+validation, so no claimant receives its nodes' data; masking still uses the union of every
+claimant's sensitive fields, so a hijacker declaring fewer secrets can never unmask the owner's.
 """
 
 from __future__ import annotations
@@ -33,10 +40,17 @@ class PackageInfo:
     name: str
     manifest: Manifest
     spec: SpecResult
+    # Declared types this plugin does not serve: contested, or pinned to another claimant.
+    unserved: frozenset[str] = frozenset()
+
+    @property
+    def declared_types(self) -> list[str]:
+        return [node.type_name for node in self.spec.nodes]
 
     @property
     def type_names(self) -> list[str]:
-        return [node.type_name for node in self.spec.nodes]
+        """The node types this plugin serves (owns): only these nodes' data reach it."""
+        return [t for t in self.declared_types if t not in self.unserved]
 
 
 @dataclass(frozen=True)
@@ -54,14 +68,17 @@ class Registry:
         client: Callable[[str], PluginClient],
         cache_dir: Path,
         sdk_hash: str,
+        pins: Callable[[], Mapping[str, tuple[str, ...]]] = dict,
     ) -> None:
         self._manifests = manifests
         self._client = client
+        self._pins = pins  # node type -> plugins the operator pinned it to (grants file)
         self._cache_dir = cache_dir
         self._sdk_hash = sdk_hash
         self.errors: list[PluginLoadError] = []
         self._packages: dict[str, PackageInfo] = {}
         self._owner: dict[str, str] = {}
+        self._claimants: dict[str, list[str]] = {}
         self._specs: dict[str, dict[str, Any]] = {}
         self._sensitive: dict[str, tuple[str, ...]] = {}
         self._listing: list[dict[str, Any]] = []
@@ -105,28 +122,65 @@ class Registry:
         return f"{manifest.source_hash()[:20]}-{self._sdk_hash[:12]}"
 
     def _index(self, loaded: dict[str, SpecResult], errors: list[PluginLoadError]) -> None:
-        packages: dict[str, PackageInfo] = {}
-        owner: dict[str, str] = {}
+        claimants: dict[str, list[str]] = {}
         for name in sorted(loaded):
-            info = PackageInfo(name, self._manifests[name], loaded[name])
-            clash = [t for t in info.type_names if t in owner]
-            if clash:
-                others = sorted({owner[t] for t in clash})
-                errors.append(
-                    PluginLoadError(name, f"node types {clash} are already claimed by {others}")
-                )
-                continue
-            packages[name] = info
-            owner.update(dict.fromkeys(info.type_names, name))
-        self._packages, self._owner, self.errors = (
-            packages,
-            owner,
-            sorted(errors, key=lambda e: e.name),
-        )
-        nodes = [node for info in packages.values() for node in info.spec.nodes]
-        self._specs = {node.type_name: node.spec for node in nodes}
-        self._sensitive = {node.type_name: tuple(node.sensitive_fields) for node in nodes}
+            for node in loaded[name].nodes:
+                claimants.setdefault(node.type_name, []).append(name)
+        owner = self._owners(claimants, errors)
+        packages = {
+            name: PackageInfo(
+                name,
+                self._manifests[name],
+                loaded[name],
+                frozenset(
+                    t for t, names in claimants.items() if name in names and owner.get(t) != name
+                ),
+            )
+            for name in sorted(loaded)
+        }
+        self._packages, self._owner, self._claimants = packages, owner, claimants
+        self.errors = sorted(errors, key=lambda e: (e.name, e.message))
+        served = [
+            node
+            for info in packages.values()
+            for node in info.spec.nodes
+            if owner.get(node.type_name) == info.name
+        ]
+        self._specs = {node.type_name: node.spec for node in served}
+        sensitive: dict[str, set[str]] = {}
+        for info in packages.values():  # every claimant's secrets, served or not
+            for node in info.spec.nodes:
+                sensitive.setdefault(node.type_name, set()).update(node.sensitive_fields)
+        self._sensitive = {t: tuple(sorted(fields)) for t, fields in sensitive.items()}
         self._listing = [self._specs[name] for name in sorted(self._specs)]
+
+    def _owners(
+        self, claimants: dict[str, list[str]], errors: list[PluginLoadError]
+    ) -> dict[str, str]:
+        """Each served type's owner: its sole claimant, or the one pinned claimant."""
+        pins = self._pins()
+        owner: dict[str, str] = {}
+        for type_name, names in claimants.items():
+            pinned = [n for n in pins.get(type_name, ()) if n in names]
+            if len(pinned) == 1:
+                owner[type_name] = pinned[0]
+            elif len(names) == 1 and not pins.get(type_name):
+                owner[type_name] = names[0]
+            else:
+                why = (
+                    f"pinned to {sorted(pins.get(type_name, ()))}, which is not exactly one "
+                    "of its claimants"
+                    if pins.get(type_name)
+                    else "served by none of them until the operator pins its owner: "
+                    f"`plugbox plugins grant <name> --node-type {type_name}`"
+                )
+                for name in names:
+                    errors.append(
+                        PluginLoadError(
+                            name, f"node type {type_name!r} is claimed by {names}: {why}"
+                        )
+                    )
+        return owner
 
     # -- lookups (sync, from memory) --------------------------------------------------------------
 
@@ -138,6 +192,14 @@ class Registry:
 
     def package_for_type(self, type_name: str) -> str | None:
         return self._owner.get(type_name)
+
+    def claimants(self, type_name: str) -> list[str]:
+        """Every loaded plugin declaring `type_name` (more than one: contested unless pinned)."""
+        return list(self._claimants.get(type_name, ()))
+
+    def conflicts(self) -> dict[str, list[str]]:
+        """Contested node types (not served) and the plugins claiming each."""
+        return {t: list(n) for t, n in self._claimants.items() if t not in self._owner}
 
     def sensitive_fields(self, type_name: str) -> tuple[str, ...]:
         return self._sensitive.get(type_name, ())

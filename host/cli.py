@@ -28,6 +28,7 @@ from . import _cli_ops
 from ._host import HostConfig, PluginHost
 from ._logs import configure_logging
 from ._manifest import discover
+from ._registry import PackageInfo
 from ._runs_cli import runs_app
 from ._scaffold import ScaffoldError, scaffold_plugin
 from ._settings import ENV, Settings
@@ -124,6 +125,13 @@ def _run(work: Callable[[], Awaitable[T]], *, hint: str = "") -> T:
         raise typer.Exit(EXIT_PLUGIN if isinstance(exc, PluginError) else EXIT_FAILED) from None
 
 
+def _types_cell(info: PackageInfo) -> str:
+    """Served types, then declared but unserved ones in red (contested, or pinned elsewhere)."""
+    cells = [escape(t) for t in info.type_names]
+    cells += [f"[red]{escape(t)} (not served)[/red]" for t in sorted(info.unserved)]
+    return ", ".join(cells)
+
+
 def _config(
     plugins: Path,
     data_dir: Path,
@@ -200,7 +208,7 @@ def list_plugins(
                 table.add_column(column)
             for name, manifest in host.manifests.items():
                 info = host.registry.get_package(name)
-                types = escape(", ".join(info.type_names)) if info else "[red]spec failed[/red]"
+                types = _types_cell(info) if info else "[red]spec failed[/red]"
                 venv = host.venvs.root / host.venvs.key_for(manifest)
                 try:
                     granted = host.effective(manifest).policy
@@ -380,6 +388,10 @@ def grant(
         SandboxPolicy | None,
         typer.Option("--plugin-policy", help="The operator's policy for this plugin."),
     ] = None,
+    node_type: Annotated[
+        list[str] | None,
+        typer.Option("--node-type", help="Pin a node type two plugins declare to this one."),
+    ] = None,
     plugins: PluginsRoot = Path("plugins"),
     data_dir: DataDir = Path(".plugbox"),
     policy: Policy = SandboxPolicy.standard,
@@ -401,6 +413,7 @@ def grant(
             decline=decline or (),
             revoke=revoke or (),
             policy=plugin_policy.value if plugin_policy else None,
+            node_types=node_type or (),
         )
     except ValueError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}")

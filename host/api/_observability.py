@@ -67,8 +67,19 @@ _COUNTER_FAMILIES = (
 
 @router.get("/api/v1/plugins")
 async def list_plugins(state: ApiStateDep) -> dict[str, Any]:
-    """Per plugin: state, version, sandbox layers, process figures and call statistics."""
-    return {"plugins": plugin_rows(state.plugins)}
+    """Per plugin: state, version, sandbox layers, process figures, call statistics and the node
+    types it serves; contested node types (served by none of their claimants) and load errors."""
+    registry = state.plugins.registry
+    rows = plugin_rows(state.plugins)
+    for row in rows:
+        info = registry.get_package(row["name"])
+        row["node_types"] = info.type_names if info else []
+        row["unserved_node_types"] = sorted(info.unserved) if info else []
+    return {
+        "plugins": rows,
+        "conflicts": registry.conflicts(),
+        "errors": [{"plugin": e.name, "message": e.message} for e in registry.errors],
+    }
 
 
 @router.post("/api/v1/plugins/{name}/restart")
