@@ -6,6 +6,7 @@ in the host's data directory (or a file named with `--grants`), never in a plugi
 
     [host]
     interpreters = ["/usr/bin/python3.12"]   # interpreters a manifest's `python =` may name
+    user_config_fields = ["persona"]          # user_config keys plugins may read (beyond defaults)
 
     [plugins.webhook]
     network = ["hooks.example.com:443"]      # or `true`: all network (operator-only)
@@ -103,6 +104,8 @@ class PluginGrant(_Strict):
 class HostGrants(_Strict):
     interpreters: tuple[str, ...] = ()
     limits: LimitCaps = LimitCaps()
+    # `user_config` keys whose values plugins may read, beyond the built-in descriptive ones.
+    user_config_fields: tuple[str, ...] = ()
 
 
 class Grants(_Strict):

@@ -157,7 +157,10 @@ class PluginHost:
         client = self._clients.get(name)
         if client is None:
             client = self._clients[name] = PluginClient(
-                self.get(name), self.registry, self.scrubber
+                self.get(name),
+                self.registry,
+                self.scrubber,
+                config_fields=self.grants.host.user_config_fields,
             )
         return client
 

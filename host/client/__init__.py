@@ -12,6 +12,8 @@ from ._client import PluginClient as PluginClient
 from ._client import RuntimeContext as RuntimeContext
 from ._live import LiveSession as LiveSession
 from ._live import MessagesProvider as MessagesProvider
+from ._redaction import USER_CONFIG_FIELDS as USER_CONFIG_FIELDS
+from ._redaction import allowed_config as allowed_config
 from ._redaction import learn_secrets as learn_secrets
 from ._redaction import redact_for_plugin as redact_for_plugin
 from ._results import MAX_RESULT_BYTES as MAX_RESULT_BYTES
@@ -23,6 +25,7 @@ from ._results import error_entry as error_entry
 __all__ = [
     "MAX_RESULT_BYTES",
     "MAX_RESULT_DEPTH",
+    "USER_CONFIG_FIELDS",
     "CheckCaller",
     "CompletionAnswer",
     "FinishedRun",
@@ -31,6 +34,7 @@ __all__ = [
     "PluginClient",
     "ResultError",
     "RuntimeContext",
+    "allowed_config",
     "check_result",
     "error_entry",
     "learn_secrets",

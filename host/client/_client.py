@@ -14,7 +14,7 @@ here, beside the ones already done.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -101,8 +101,16 @@ class CompletionAnswer:
 class PluginClient:
     """One plugin, as runtime, completion, the API and the proxy see it."""
 
-    def __init__(self, handle: PluginHandle, registry: Registry, scrubber: SecretScrubber) -> None:
+    def __init__(
+        self,
+        handle: PluginHandle,
+        registry: Registry,
+        scrubber: SecretScrubber,
+        *,
+        config_fields: Iterable[str] = (),
+    ) -> None:
         self.handle = handle
+        self._config_fields = tuple(config_fields)  # the operator's user_config allow-list
         self.name = handle.name
         self._registry = registry
         self.scrubber = scrubber  # the host's: every secret any run or request made known
@@ -113,11 +121,14 @@ class PluginClient:
     # -- what is sent ---------------------------------------------------------------------------
 
     def redact(self, payload: Any) -> Any:
-        """`payload` as this plugin may see it: others' secrets and all credentials masked."""
+        """`payload` as this plugin may see it: others' secrets masked, user_config allow-listed."""
         info = self._registry.get_package(self.name)
         own_types = info.type_names if info else []
         return redact_for_plugin(
-            payload, own_types=own_types, sensitive=self._registry.sensitive_fields
+            payload,
+            own_types=own_types,
+            sensitive=self._registry.sensitive_fields,
+            config_fields=self._config_fields,
         )
 
     async def request(

@@ -82,6 +82,8 @@ from ._methods import ValidateResult as ValidateResult
 from ._methods import ValidationIssue as ValidationIssue
 from ._secrets import CREDENTIAL_KEY as CREDENTIAL_KEY
 from ._secrets import MASK_CHAR as MASK_CHAR
+from ._secrets import MAX_DEPTH as MAX_DEPTH
+from ._secrets import TOO_DEEP as TOO_DEEP
 from ._secrets import ScrubbingFilter as ScrubbingFilter
 from ._secrets import SecretScrubber as SecretScrubber
 from ._secrets import SensitiveLookup as SensitiveLookup
@@ -106,10 +108,12 @@ __all__ = [
     "CREDENTIAL_KEY",
     "DEFAULT_MAX_FRAME_SIZE",
     "MASK_CHAR",
+    "MAX_DEPTH",
     "PLUGIN_COOKIE_ENV",
     "PLUGIN_COOKIE_VALUE",
     "PROTOCOL_VERSION",
     "SUPPORTED_PROTOCOL_VERSIONS",
+    "TOO_DEEP",
     "Artifact",
     "AsyncioReceiveStream",
     "AsyncioSendStream",

@@ -6,7 +6,9 @@ are masked element-wise. `SecretScrubber` holds a set of real secret values (lea
 sensitive fields of node dicts, or from credential-like keys of a `user_config`) and replaces each
 by its mask in text and JSON values; `ScrubbingFilter` applies it to log records. Both peers use
 this module, so a secret is masked the same way in a plugin's log line, the host's log, an error
-text and a stored result. Standard library only.
+text and a stored result. `scrub` walks iteratively, replaces a container nested deeper than
+`MAX_DEPTH` by `TOO_DEEP` and never raises; `scoped(values)` knows values for one request or run
+only. Standard library only.
 """
 
 from __future__ import annotations
@@ -14,12 +16,16 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 MASK_CHAR = "*"
 VISIBLE_TAIL = 4
 MIN_SECRET_LENGTH = 6  # shorter values collide with ordinary words too often to scrub
+MAX_DEPTH = 256  # JSON nested deeper than this is no data a plugin, a store or a log needs
+TOO_DEEP = f"[plugbox: nested deeper than {MAX_DEPTH} levels]"
 # Keys in `user_config` that hold provider credentials (API keys, tokens, passwords...).
 CREDENTIAL_KEY = re.compile(
     r"(api[_-]?key|secret|token|password|passwd|credential|private[_-]?key|auth)", re.IGNORECASE
@@ -97,29 +103,57 @@ def credential_secrets(user_config: Mapping[str, Any]) -> set[str]:
 
 
 class SecretScrubber:
-    """Known secret values, replaced by their masks in text and JSON values. Thread-safe."""
+    """Known secret values, replaced by their masks in text and JSON values. Thread-safe.
+
+    `add` learns values for the scrubber's lifetime; `scoped` for one block (a request, a run):
+    reference-counted and forgotten on exit, so serving requests never grows the set.
+    """
 
     def __init__(self, values: Iterable[str] = ()) -> None:
         self._lock = threading.Lock()
         self._secrets: frozenset[str] = frozenset()
+        self._scoped: Counter[str] = Counter()
         self._pattern: re.Pattern[str] | None = None
         self.add(values)
 
     @property
     def known(self) -> int:
         """How many secret values are known (no `__len__`: an empty scrubber is still truthy)."""
-        return len(self._secrets)
+        return len(self._secrets | self._scoped.keys())
 
     def add(self, values: Iterable[str]) -> None:
         """Learn more secret values; values shorter than `MIN_SECRET_LENGTH` are ignored."""
-        fresh = {v for v in values if isinstance(v, str) and len(v) >= MIN_SECRET_LENGTH}
+        fresh = _worth_scrubbing(values)
         with self._lock:
             if fresh <= self._secrets:
                 return
             self._secrets = self._secrets | fresh
-            # Longest first, so a secret containing another is replaced whole.
-            ordered = sorted(self._secrets, key=len, reverse=True)
-            self._pattern = re.compile("|".join(map(re.escape, ordered)))
+            self._compile()
+
+    @contextmanager
+    def scoped(self, values: Iterable[str]) -> Iterator[SecretScrubber]:
+        """Know `values` while the block runs, then forget them (unless learnt for good)."""
+        fresh = _worth_scrubbing(values) - self._secrets
+        with self._lock:
+            new = any(value not in self._scoped for value in fresh)
+            self._scoped.update(fresh)
+            if new:
+                self._compile()
+        try:
+            yield self
+        finally:
+            with self._lock:
+                self._scoped.subtract(fresh)
+                gone = [value for value in fresh if self._scoped[value] <= 0]
+                for value in gone:
+                    del self._scoped[value]
+                if gone:
+                    self._compile()
+
+    def _compile(self) -> None:
+        # Longest first, so a secret containing another is replaced whole.
+        ordered = sorted(self._secrets | self._scoped.keys(), key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
 
     def add_from_nodes(
         self, nodes: Iterable[Mapping[str, Any]], sensitive: SensitiveLookup
@@ -129,7 +163,7 @@ class SecretScrubber:
 
     def merge(self, other: SecretScrubber) -> None:
         """Learn every value another scrubber knows."""
-        self.add(other._secrets)
+        self.add(other._secrets | other._scoped.keys())
 
     def scrub_text(self, text: str) -> str:
         pattern = self._pattern
@@ -138,16 +172,44 @@ class SecretScrubber:
         return pattern.sub(lambda match: mask(match.group(0)), text)
 
     def scrub(self, value: Any) -> Any:
-        """A JSON value with every known secret in its strings (and keys) masked (a copy if any)."""
-        if self._pattern is None:
-            return value
-        if isinstance(value, str):
-            return self.scrub_text(value)
-        if isinstance(value, list):
-            return [self.scrub(item) for item in value]
-        if isinstance(value, dict):
-            return {self.scrub_text(str(key)): self.scrub(item) for key, item in value.items()}
-        return value
+        """A copy of a JSON value with every known secret in its strings (and keys) masked.
+
+        Iterative (no recursion limit to hit); a container nested deeper than `MAX_DEPTH` becomes
+        `TOO_DEEP`. Never raises: a value it cannot walk becomes a marker naming its type.
+        """
+        try:
+            return self._scrub(value)
+        except Exception:  # on every error path: a scrubber must not raise
+            return f"[plugbox: unreadable {type(value).__name__}]"
+
+    def _scrub(self, value: Any) -> Any:
+        root: list[Any] = [None]
+        # (source value, target container, key or index in it, depth)
+        stack: list[tuple[Any, Any, Any, int]] = [(value, root, 0, 0)]
+        while stack:
+            item, target, slot, depth = stack.pop()
+            if isinstance(item, str):
+                target[slot] = self.scrub_text(item)
+            elif isinstance(item, dict | list) and depth >= MAX_DEPTH:
+                target[slot] = TOO_DEEP
+            elif isinstance(item, list):
+                copied: list[Any] = [None] * len(item)
+                target[slot] = copied
+                stack.extend((entry, copied, i, depth + 1) for i, entry in enumerate(item))
+            elif isinstance(item, dict):
+                mapping: dict[str, Any] = {}
+                target[slot] = mapping
+                for key, entry in item.items():
+                    name = self.scrub_text(str(key))
+                    mapping[name] = None
+                    stack.append((entry, mapping, name, depth + 1))
+            else:
+                target[slot] = item
+        return root[0]
+
+
+def _worth_scrubbing(values: Iterable[str]) -> frozenset[str]:
+    return frozenset(v for v in values if isinstance(v, str) and len(v) >= MIN_SECRET_LENGTH)
 
 
 class ScrubbingFilter(logging.Filter):

@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 
-from host.client import redact_for_plugin
+from host.client import USER_CONFIG_FIELDS, allowed_config, redact_for_plugin
 from sdk.protocol import (
+    MAX_DEPTH,
+    TOO_DEEP,
     ScrubbingFilter,
     SecretScrubber,
     credential_secrets,
@@ -51,10 +53,41 @@ def test_a_plugin_sees_its_own_secrets_in_clear_and_others_only_masked() -> None
         assert nodes[1]["data"]["webhook_url"] == mask_value(HOOK)
 
 
-def test_provider_credentials_in_user_config_are_always_masked() -> None:
+def test_user_config_passes_an_allow_list_at_any_depth_and_in_lists() -> None:
     seen = redact_for_plugin(payload(), own_types={"crm"}, sensitive=sensitive)
-    assert seen["user_config"]["llm"] == {"provider": "openai", "api_key": mask_value(OPENAI)}
+    assert seen["user_config"]["llm"] == {"provider": "openai"}
     assert seen["user_config"]["language"] == "en"
+    config = {
+        "stt": [{"provider": "deepgram", "key": OPENAI}, OPENAI],
+        "tts": {"voice": "alloy", "openai_key": OPENAI, "extra": [[{"token": OPENAI}]]},
+        "url": f"redis://:{OPENAI}@cache:6379/0",
+        "note": None,
+    }
+    assert allowed_config(config) == {
+        "stt": [{"provider": "deepgram"}],
+        "tts": {"voice": "alloy", "extra": [[{}]]},
+        "note": None,
+    }
+    extended = allowed_config(config, USER_CONFIG_FIELDS | {"url"})
+    assert extended["url"] == "redis://cache:6379/0"
+    assert OPENAI not in str(extended)
+
+
+def test_the_scrubber_is_iterative_bounded_and_never_raises() -> None:
+    scrubber = SecretScrubber()
+    scrubber.add([CRM_KEY])
+    deep: Any = CRM_KEY
+    for _ in range(10_000):
+        deep = [deep]
+    scrubbed = scrubber.scrub({"deep": deep, "flat": CRM_KEY, "lone": "\udcff" + CRM_KEY})
+    assert scrubbed["flat"] == mask_value(CRM_KEY)
+    assert scrubbed["lone"] == "\udcff" + mask_value(CRM_KEY)
+    level, depth = scrubbed["deep"], 1
+    while isinstance(level, list):
+        level, depth = level[0], depth + 1
+    assert (level, depth) == (TOO_DEEP, MAX_DEPTH)
+    assert CRM_KEY not in str(scrubbed)
+    assert scrubber.scrub({1: object()})  # not JSON: still an answer, never an exception
 
 
 def test_redaction_returns_a_copy_and_leaves_the_original_intact() -> None:

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from host import HostConfig, PluginHost
+from host._grants import Grants, HostGrants
 from host.api import create_app
 from host.completion import SQLiteRunStore, run_integrations
 from host.runtime import LIVE_KEY, IntegrationRuntimeContext, create_runtime_sessions, finish_call
@@ -24,6 +25,17 @@ PLUGINS = Path(__file__).resolve().parents[1] / "fixtures" / "privilege_plugins"
 KEY_A = "key-of-plugin-a-111111"
 KEY_B = "key-of-plugin-b-222222"
 PROVIDER = "sk-provider-secret-333333"
+STT_KEY = "dg-key-in-a-list-444444"
+TTS_KEY = "tts-openai-key-555555"
+DB_PASSWORD = "db-password-666666"
+# Credentials a deny-list missed: keys in lists, `*_key`, a bare `key`, a password in a URL.
+USER_CONFIG = {
+    "llm": {"provider": "openai", "model": "gpt-4o", "api_key": PROVIDER},
+    "stt": [{"provider": "deepgram", "key": STT_KEY}],
+    "tts": {"provider": "eleven", "voice": "rachel", "openai_key": TTS_KEY},
+    "memory": {"url": f"postgres://app:{DB_PASSWORD}@db.example.com/app", "dsn": DB_PASSWORD},
+    "language": "en",
+}
 
 
 def definition(mode_a: str = "good", mode_b: str = "good") -> dict[str, Any]:
@@ -39,7 +51,11 @@ def definition(mode_a: str = "good", mode_b: str = "good") -> dict[str, Any]:
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[tuple[PluginHost, SQLiteRunStore, Path]]:
     config = HostConfig(
-        plugins_root=PLUGINS, data_dir=tmp_path / "data", use_venvs=False, idle_timeout_s=None
+        plugins_root=PLUGINS,
+        data_dir=tmp_path / "data",
+        use_venvs=False,
+        idle_timeout_s=None,
+        grants=Grants(host=HostGrants(user_config_fields=("url",))),  # the operator extends
     )
     with anyio.fail_after(120):
         async with PluginHost(config) as plugins, SQLiteRunStore(tmp_path / "runs.db") as store:
@@ -52,7 +68,7 @@ async def live_call(plugins: PluginHost, store: SQLiteRunStore, workflow: dict[s
     context = IntegrationRuntimeContext(
         run_id,
         workflow_graph={"nodes": {n["id"]: n for n in workflow["nodes"]}},
-        user_config={"llm": {"provider": "openai", "api_key": PROVIDER}},
+        user_config=USER_CONFIG,
     )
     sessions = await create_runtime_sessions(context, plugins=plugins)
 
@@ -80,8 +96,16 @@ async def test_a_plugin_receives_only_its_own_secrets_in_clear(
     assert KEY_A in seen_by_a  # its own secret, in clear, in runtime and completion
     assert KEY_B not in seen_by_a
     assert mask_value(KEY_B) in seen_by_a
-    assert PROVIDER not in seen_by_a
-    assert mask_value(PROVIDER) in seen_by_a
+    for credential in (PROVIDER, STT_KEY, TTS_KEY, DB_PASSWORD):
+        assert credential not in seen_by_a
+    runtime = next(r for r in received(tmp_path, "spy_a") if r["where"] == "runtime")
+    assert runtime["value"]["user_config"] == {
+        "llm": {"provider": "openai", "model": "gpt-4o"},
+        "stt": [{"provider": "deepgram"}],
+        "tts": {"provider": "eleven", "voice": "rachel"},
+        "memory": {"url": "postgres://db.example.com/app"},
+        "language": "en",
+    }
     seen_by_b = json.dumps(received(tmp_path, "spy_b"))
     assert KEY_B in seen_by_b
     assert KEY_A not in seen_by_b
