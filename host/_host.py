@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
@@ -180,6 +181,17 @@ class PluginHost:
         )
         self.scrubber.merge(found)
         return found
+
+    @contextmanager
+    def scoped_secrets(
+        self, *, definitions: Iterable[Mapping[str, Any] | None] = ()
+    ) -> Iterator[SecretScrubber]:
+        """The secrets of one request, known to the host's scrubber only while the block runs."""
+        found = learn_secrets(
+            SecretScrubber(), self.registry.sensitive_fields, definitions=definitions
+        )
+        with self.scrubber.scoped(found.values()) as scrubber:
+            yield scrubber
 
     def spawn(self, function: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
         """Run a background task for as long as the host lives (e.g. a live-event pump)."""

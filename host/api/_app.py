@@ -28,6 +28,7 @@ from . import (
     _ui,
     _workflows,
 )
+from ._body import JsonBodyGuard
 from ._state import CORE_NODE_TYPES, ApiLimits, ApiState
 
 if TYPE_CHECKING:
@@ -74,6 +75,7 @@ def create_app(
             if (path := str(getattr(route, "path", ""))).startswith(_reference_routes.PREFIX + "/")
         }
         app.mount(_reference_routes.PREFIX, _reference_routes.ReferenceRoutes(state, reserved))
+    app.add_middleware(JsonBodyGuard, max_bytes=state.limits.max_definition_bytes)
     app.openapi = lambda: _openapi_with_plugins(app, state)  # type: ignore[method-assign]
     return app
 

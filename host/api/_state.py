@@ -30,6 +30,7 @@ class ApiLimits:
     """Limits on proxied plugin requests; each protects the host from one misbehaving client."""
 
     max_body_bytes: int = 1 * MIB  # a route is for control traffic, not uploads
+    max_definition_bytes: int = 8 * MIB  # a workflow definition; larger is 413 unread
     max_header_count: int = 64  # more than any browser or SDK sends
     max_header_bytes: int = 16 * 1024  # total header size, as common reverse proxies allow
     route_timeout_s: float | None = None  # None: the plugin manifest's call deadline

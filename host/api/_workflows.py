@@ -61,9 +61,10 @@ async def validate_workflow(body: WorkflowDefinition, state: ApiStateDep) -> Val
     """Every problem of a definition: node data, unknown types, graph constraints."""
     registry = await state.ready()
     definition = body.model_dump()
-    state.plugins.learn_secrets(definitions=(definition,))
-    nodes = list(iter_nodes(definition))
-    problems = await _node_problems(nodes, registry, state.core_node_types)
+    # The request's secrets are known (scrubbed from logs and errors) only while it runs.
+    with state.plugins.scoped_secrets(definitions=(definition,)):
+        nodes = list(iter_nodes(definition))
+        problems = await _node_problems(nodes, registry, state.core_node_types)
     problems += [
         _problem(found)
         for found in graph_problems(
@@ -77,9 +78,8 @@ async def validate_workflow(body: WorkflowDefinition, state: ApiStateDep) -> Val
 async def mask_workflow(body: WorkflowDefinition, state: ApiStateDep) -> dict[str, Any]:
     """The definition with every sensitive field masked."""
     registry = await state.ready()
-    definition = body.model_dump()
-    state.plugins.learn_secrets(definitions=(definition,))
-    return mask_definition(definition, registry.sensitive_fields)
+    # Masking needs no scrubber: nothing here logs or calls a plugin, so nothing is learned.
+    return mask_definition(body.model_dump(), registry.sensitive_fields)
 
 
 @router.post("/merge-secrets", response_model=None)
@@ -89,7 +89,6 @@ async def merge_workflow_secrets(
     """The incoming definition with stored secrets restored where it carries their masks."""
     registry = await state.ready()
     incoming, stored = body.incoming.model_dump(), body.stored.model_dump()
-    state.plugins.learn_secrets(definitions=(incoming, stored))
     try:
         return merge_secrets(incoming, stored, registry.sensitive_fields)
     except MaskedSecretError as error:

@@ -161,6 +161,10 @@ class SecretScrubber:
         """Learn the sensitive field values of node dicts (`{"type", "data"}`)."""
         self.add(node_secrets(nodes, sensitive))
 
+    def values(self) -> frozenset[str]:
+        """Every secret value known now (lifetime and scoped)."""
+        return self._secrets | self._scoped.keys()
+
     def merge(self, other: SecretScrubber) -> None:
         """Learn every value another scrubber knows."""
         self.add(other._secrets | other._scoped.keys())

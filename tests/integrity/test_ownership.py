@@ -18,8 +18,8 @@ import pytest
 
 from host import HostConfig, PluginHost
 from host._grants import Grants, PluginGrant
-from host._redaction import redact_for_plugin
 from host.api import create_app
+from host.client import redact_for_plugin
 from host.completion import SQLiteRunStore
 
 pytestmark = pytest.mark.anyio
