@@ -112,6 +112,7 @@ def edit_grant(
         declined=_union(grant.declined, decline),
         node_types=_union(grant.node_types, node_types),
         reference_routes=grant.reference_routes,
+        request_headers=grant.request_headers,
     )
 
 
@@ -132,6 +133,7 @@ def _revoked(grant: PluginGrant, labels: Sequence[str]) -> PluginGrant:
         declined=tuple(d for d in grant.declined if d not in gone),
         node_types=tuple(t for t in grant.node_types if f"node_type:{t}" not in gone),
         reference_routes=grant.reference_routes,
+        request_headers=grant.request_headers,
     )
 
 

@@ -15,6 +15,7 @@ in the host's data directory (or a file named with `--grants`), never in a plugi
     policy = "strict"                        # the operator's policy for this plugin (`off` too)
     declined = ["network:*:443"]             # requests seen and refused: run without them
     node_types = ["webhook"]                 # pins the owner of a type two plugins declare
+    request_headers = ["authorization"]      # credential headers its routes may receive
     [plugins.webhook.limits]
     memory_mb = 1024                         # raises the cap for this plugin
 
@@ -94,6 +95,8 @@ class PluginGrant(_Strict):
     # Node types the operator pins to this plugin: a type declared by two plugins is served by
     # neither until exactly one of them holds its pin (see `Registry`).
     node_types: tuple[str, ...] = ()
+    # Credential headers (`authorization`, `cookie`, `x-api-key`...) its proxied routes may see.
+    request_headers: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _honourable(self) -> PluginGrant:

@@ -2,7 +2,9 @@
 
 Contract: one generic ASGI app serves every plugin (no per-plugin code in the host). A request is
 checked against `ApiLimits` (413 for a large body, 431 for too many or too large headers), sent to
-the plugin as `http.request`, and the plugin's status, headers and body are returned. Plugin
+the plugin as `http.request` with only allow-listed headers (`_headers.py`), and the plugin's
+status, filtered headers and body are returned (502 for an invalid status or a body above
+`max_response_bytes`). Plugin
 failures map to 502/503/504 with a JSON body naming the plugin. It is a plain ASGI app, not a
 FastAPI route: the proxy is a hot path and needs no request parsing of its own. `target` maps a
 path to (plugin, path inside it); `_reference_routes.ReferenceRoutes` overrides only that.
@@ -18,11 +20,10 @@ from sdk.protocol import HttpResponseResult, Method, PluginError
 
 from .._registry import Registry
 from ._errors import error_body, status_for
+from ._headers import request_headers, response_headers, valid_status
 from ._state import ApiState
 
 PREFIX = "/api/v1/integrations"
-# Framing headers describe the hop, not the payload: the host recomputes them.
-_HOP_BY_HOP = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -63,14 +64,20 @@ class PluginRoutes:
             if info is None or not info.spec.capabilities.routes:
                 raise Refused(404, f"plugin {package!r} has no HTTP routes")
             request = await self._request(scope, receive, path)
+            granted = self.state.plugins.grants.for_plugin(package).request_headers
             result = await self.state.plugins.client(package).http(
                 request.method,
                 request.path,
                 query_string=request.query_string,
-                headers=request.headers,
+                headers=request_headers(request.headers, granted),
                 body=request.body,
                 timeout=self.state.limits.route_timeout_s,
             )
+            if not valid_status(result.status):
+                raise Refused(502, f"plugin answered with invalid status {result.status}")
+            if len(result.body) > self.state.limits.max_response_bytes:
+                limit = self.state.limits.max_response_bytes
+                raise Refused(502, f"plugin answer exceeds {limit} bytes")
         except Refused as refused:
             await _json(send, refused.status, {"detail": refused.detail, "plugin": package})
             return
@@ -127,11 +134,7 @@ async def _body(receive: Receive, limit: int) -> bytes:
 
 
 async def _respond(send: Send, result: HttpResponseResult) -> None:
-    headers = [
-        (key.lower().encode("latin-1"), value.encode("latin-1"))
-        for key, value in result.headers
-        if key.lower() not in _HOP_BY_HOP
-    ]
+    headers = response_headers(result.headers)
     headers.append((b"content-length", str(len(result.body)).encode()))
     await send({"type": "http.response.start", "status": result.status, "headers": headers})
     await send({"type": "http.response.body", "body": result.body})

@@ -31,6 +31,7 @@ class ApiLimits:
 
     max_body_bytes: int = 1 * MIB  # a route is for control traffic, not uploads
     max_definition_bytes: int = 8 * MIB  # a workflow definition; larger is 413 unread
+    max_response_bytes: int = 8 * MIB  # a plugin route's answer; larger is 502
     max_header_count: int = 64  # more than any browser or SDK sends
     max_header_bytes: int = 16 * 1024  # total header size, as common reverse proxies allow
     route_timeout_s: float | None = None  # None: the plugin manifest's call deadline
