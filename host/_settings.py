@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .sandbox import SandboxPolicy
@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, description="Redis URL for `plugbox worker`.")
     grants: Path | None = Field(
         None, description="The operator's grants file (default: DATA_DIR/grants.toml)."
+    )
+    api_token: SecretStr | None = Field(
+        None,
+        min_length=16,
+        description="Bearer token `plugbox serve` requires (default: generated, printed once).",
     )
 
     @field_validator("log_level", mode="before")

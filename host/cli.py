@@ -150,19 +150,31 @@ def serve(
     policy: Policy = SandboxPolicy.standard,
     grants: GrantsFile = None,
     port: Annotated[int, typer.Option(envvar=ENV["port"], help="Port on 127.0.0.1.")] = 8700,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="Serve without the bearer token (local use only).")
+    ] = False,
 ) -> None:
-    """Serve the HTTP API on 127.0.0.1."""
+    """Serve the HTTP API on 127.0.0.1 (a bearer token on every non-public endpoint)."""
+    import secrets
+
     import uvicorn
 
     from .api import create_app
     from .completion import SQLiteRunStore
+
+    configured = Settings().api_token
+    token = None if no_auth else configured.get_secret_value() if configured else None
+    if not no_auth and token is None:
+        token = secrets.token_urlsafe(32)
+        # Printed once, on the operator's terminal only: never logged.
+        console.print(f"API token (set {ENV['api_token']} to choose one): {token}")
 
     async def work() -> None:
         async with (
             PluginHost(_config(plugins, data_dir, policy, grants)) as host,
             SQLiteRunStore(data_dir / "runs.sqlite3") as store,
         ):
-            app = create_app(host, store)
+            app = create_app(host, store, token=token)
             server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port))
             console.print(f"plugbox API on http://127.0.0.1:{port}/api/v1/node-types")
             await server.serve()

@@ -28,6 +28,7 @@ from . import (
     _ui,
     _workflows,
 )
+from ._auth import TokenAuth
 from ._body import JsonBodyGuard
 from ._state import CORE_NODE_TYPES, ApiLimits, ApiState
 
@@ -46,10 +47,13 @@ def create_app(
     *,
     limits: ApiLimits | None = None,
     core_node_types: Iterable[str] = CORE_NODE_TYPES,
+    token: str | None = None,
 ) -> FastAPI:
     """Build the plugbox API over a running `PluginHost` (and a run store for public artifacts).
 
     `core_node_types` are the platform's own node types: validation knows them without a plugin.
+    `token`: the bearer token every non-public endpoint requires (`_auth.py`); None leaves the
+    API open, for a platform that mounts it behind its own authentication.
     """
     state = ApiState(
         plugins,
@@ -76,6 +80,10 @@ def create_app(
         }
         app.mount(_reference_routes.PREFIX, _reference_routes.ReferenceRoutes(state, reserved))
     app.add_middleware(JsonBodyGuard, max_bytes=state.limits.max_definition_bytes)
+    if token is not None:
+        if len(token) < 16:
+            raise ValueError("the API token must be at least 16 characters")
+        app.add_middleware(TokenAuth, token=token)  # added last: it runs first
     app.openapi = lambda: _openapi_with_plugins(app, state)  # type: ignore[method-assign]
     return app
 
