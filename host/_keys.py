@@ -4,11 +4,19 @@ Contract: `HOST_WRITER` is the writer name of host-owned keys; keys starting wit
 `RESERVED_PREFIXES` may only be written by the host, whoever comes first (its live-delivery
 figures under `LIVE_KEY` and the error entries it records as `integration_<plugin>`). `LogStore`
 is what the live-call layer needs of a run store: an ownership-checked merge into a run's logs.
+
+`KeyRule` is which keys one plugin may write at all, checked before any merge so that a squatter
+writing first can never block the rightful writer: its own name and keys prefixed by it
+(`<name>_...`, `<name>.`, `<name>-`) unless a longer plugin name claims the key (`call_` never
+owns `call_metrics`), plus exact keys (its completion nodes' ids, its node types' names); another
+plugin's node id never. Everything else is refused and recorded as that plugin's error.
 Leaf module: the run store, runtime and completion all read these names from here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 HOST_WRITER = "host"
@@ -31,3 +39,48 @@ class LogStore(Protocol):
     async def merge_logs(
         self, run_id: int, entries: dict[str, Any], *, writer: str
     ) -> MergeOutcome: ...
+
+
+@dataclass(frozen=True)
+class KeyRule:
+    """The keys of a run's logs or annotations one plugin may write."""
+
+    plugin: str
+    exact: frozenset[str] = frozenset()  # its own node ids or type names
+    foreign: frozenset[str] = frozenset()  # other plugins' node ids: never, prefix or not
+    rivals: tuple[str, ...] = ()  # every other plugin's name
+
+    @classmethod
+    def build(
+        cls,
+        plugin: str,
+        *,
+        exact: Iterable[str] = (),
+        foreign: Iterable[str] = (),
+        plugins: Iterable[str] = (),
+    ) -> KeyRule:
+        own = frozenset(exact)
+        return cls(
+            plugin,
+            own,
+            frozenset(foreign) - own,
+            tuple(sorted(set(plugins) - {plugin})),
+        )
+
+    def owns(self, key: str) -> bool:
+        if key in self.exact:
+            return True
+        if key in self.foreign or key.startswith(RESERVED_PREFIXES):
+            return False
+        if not _prefixed(key, self.plugin):
+            return False
+        return not any(len(r) > len(self.plugin) and _prefixed(key, r) for r in self.rivals)
+
+    def split(self, entries: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """(the entries it may write, the keys it may not)."""
+        mine = {k: v for k, v in entries.items() if self.owns(k)}
+        return mine, [k for k in entries if k not in mine]
+
+
+def _prefixed(key: str, name: str) -> bool:
+    return key == name or key.startswith((f"{name}_", f"{name}.", f"{name}-"))

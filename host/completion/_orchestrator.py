@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,7 @@ import anyio
 from sdk.protocol import CircuitOpen, PluginError, SecretScrubber
 
 from .._counters import COUNTERS, DELIVERIES
-from .._keys import HOST_WRITER
+from .._keys import HOST_WRITER, KeyRule
 from .._manifest import PHASE_ORDER, Manifest
 from ..client import CompletionAnswer, ResultError
 from ..store import RunStore, WorkflowRun
@@ -38,6 +39,8 @@ from ._retry import CIRCUIT_WAIT_S, PluginLoadFailed, circuit_wait, is_determini
 if TYPE_CHECKING:
     from .._host import PluginHost
 
+# A file name, no path: the host checks it whatever the SDK did.
+ARTIFACT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 logger = logging.getLogger("plugbox.completion")
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -203,15 +206,32 @@ class _PluginJob:
             run, nodes, idempotency_keys=keys, attempt=attempt, secrets=self.secrets
         )
 
+    def _key_rule(self) -> KeyRule:
+        """Its own nodes' ids and its prefix; never another plugin's node id (`_keys.py`)."""
+        registry = self.plugins.registry
+        mine: set[str] = set()
+        others: set[str] = set()
+        for node in iter_nodes(self.workflow_run.workflow_definition):
+            owner = registry.package_for_type(str(node.get("type")))
+            (mine if owner == self.name else others).add(str(node.get("id")))
+        plugins = [info.name for info in registry.packages()]
+        return KeyRule.build(self.name, exact=mine, foreign=others, plugins=plugins)
+
     async def _record_success(
         self, answer: CompletionAnswer, pending: list[dict[str, Any]], outcome: PluginOutcome
     ) -> None:
-        entries = answer.entries
+        rule = self._key_rule()
+        entries, not_mine = rule.split(answer.entries)
         for name, artifact in answer.artifacts.items():
+            # Artifacts share the run's namespace with the others': its prefix, a plain name.
+            if not rule.owns(name) or not ARTIFACT_NAME.fullmatch(name):
+                not_mine.append(f"artifact:{name}")
+                continue
             await self.store.put_artifact(
                 self.workflow_run.id, name, artifact.content_type, artifact.body
             )
         merged = await self.store.merge_annotations(self.workflow_run.id, entries, writer=self.name)
+        merged.refused.extend((key, "not this plugin's key") for key in not_mine)
         outcome.refused_keys = merged.refused
         if merged.refused:
             logger.warning(

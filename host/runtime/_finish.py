@@ -17,7 +17,7 @@ import anyio
 
 from sdk.protocol import PluginError
 
-from .._keys import HOST_WRITER, LIVE_KEY, LogStore
+from .._keys import HOST_WRITER, LIVE_KEY, KeyRule, LogStore
 from ..client import ResultError, error_entry
 from ._sessions import HostRuntimeSession
 
@@ -37,16 +37,19 @@ async def finish_call(
     outcomes = await _collect(sessions, gathered_context)
     for session in sorted(sessions, key=lambda s: s.name):
         entries, status = outcomes[session.name]
-        # Error entries are the host's (reserved `integration_` keys); snapshots the plugin's.
+        # Error entries are the host's (reserved `integration_` keys); snapshots the plugin's,
+        # and only under its own keys: a squatter never blocks the rightful writer.
         writer = HOST_WRITER if status["status"] == "error" else session.name
+        not_mine: list[str] = []
+        if writer != HOST_WRITER:
+            entries, not_mine = (session.keys or KeyRule.build(session.name)).split(entries)
         report = await store.merge_logs(run_id, entries, writer=writer) if entries else None
-        if report and report.refused:
+        refused = [*not_mine, *(key for key, _ in (report.refused if report else []))]
+        if refused:
             logger.warning(
-                "plugin %r tried to overwrite log keys it does not own: %s",
-                session.name,
-                report.refused,
+                "plugin %r tried to write log keys it does not own: %s", session.name, refused
             )
-            status = {**status, "refused_keys": [key for key, _ in report.refused]}
+            status = {**status, "refused_keys": refused}
         integration_logs.update(
             {k: v for k, v in entries.items() if report and k in report.applied}
         )

@@ -28,6 +28,7 @@ from sdk.protocol import (
     iter_nodes,
 )
 
+from .._keys import KeyRule
 from ..client import LiveSession, MessagesProvider, ResultError
 from ._queue import PluginQueue, RunBridge
 
@@ -65,6 +66,7 @@ class HostRuntimeSession:
     queue: PluginQueue | None  # None when `runtime.open` failed: see `open_error`
     live: LiveSession | None = None
     open_error: PluginError | None = None
+    keys: KeyRule | None = None  # the log keys its snapshot may set (None: its name and prefix)
 
     def attach(self, task: Any) -> None:
         """The contract's hook: the run's one observer joins `task` (a pipecat PipelineWorker)."""
@@ -210,4 +212,11 @@ async def _open(
     if live is None:
         return None
     queue = PluginQueue(name, live.id, live.send, subscriptions=live.subscriptions, check=live.lost)
-    return HostRuntimeSession(name, bridge, queue, live)
+    registry = plugins.registry
+    info = registry.get_package(name)
+    keys = KeyRule.build(
+        name,
+        exact=info.type_names if info else (),
+        plugins=[package.name for package in registry.packages()],
+    )
+    return HostRuntimeSession(name, bridge, queue, live, keys=keys)

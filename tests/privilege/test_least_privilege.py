@@ -141,7 +141,10 @@ async def test_overwriting_another_packages_key_or_a_core_key_is_refused_and_rep
     assert run.annotations["a"]["node_id"] == "a"  # spy_a's completion result is untouched
     assert run.annotations["b"]["node_id"] == "b"
     refused = {entry["key"] for entry in run.annotations["integration_spy_b_refused"]}
-    assert refused == {"plugbox_live"}  # reserved for the host, whoever comes first
+    # Another plugin's key and the run's own keys are refused even when nobody wrote them yet;
+    # `plugbox_live` is reserved for the host, whoever comes first.
+    assert refused == {"core", "plugbox_live", "spy_a"}
+    assert "core" not in run.annotations
 
 
 async def test_no_secret_appears_in_logs_stderr_errors_metrics_or_annotations(
