@@ -22,7 +22,7 @@ from typing import Any
 
 import anyio
 
-from sdk.protocol import LiveEvent, PluginError
+from sdk.protocol import InvalidParams, LiveEvent, PluginError
 
 from .._counters import COUNTERS, LIVE_DELIVERED, LIVE_DROPPED
 
@@ -102,6 +102,11 @@ class PluginQueue:
             if lost is not None:
                 raise lost  # never restart a plugin mid-call: the session lived in that process
             await self._send(batch, self.dropped)
+        except InvalidParams as exc:
+            # An event the wire cannot carry (a lone surrogate): that batch only, not the session.
+            self._drop(len(batch), "unencodable")
+            logger.warning("plugin %r: live events dropped: %s", self.plugin, exc)
+            return True
         except PluginError as exc:
             self._fail(exc, unsent=len(batch))
             return False

@@ -83,6 +83,39 @@ def encode_message(message: Message) -> bytes:
     return _encoder.encode(message) + b"\n"
 
 
+def unencodable_path(value: Any) -> str:
+    """The JSON path (`$.a[0]`) of the first string in `value` UTF-8 cannot encode (a lone
+    surrogate: valid in a Python str and as a JSON escape, never in UTF-8), or `$`."""
+    try:
+        root = msgspec.to_builtins(value)
+    except Exception:  # only a path for an error message: never fail while building one
+        return "$"
+    stack: list[tuple[Any, str]] = [(root, "$")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return path
+        elif isinstance(item, dict):
+            for key, entry in item.items():
+                stack.append((entry, f"{path}.{key}" if _encodable(str(key)) else path))
+                if not _encodable(str(key)):
+                    return path
+        elif isinstance(item, list):
+            stack.extend((entry, f"{path}[{index}]") for index, entry in enumerate(item))
+    return "$"
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def decode_frame(line: bytes) -> Message | ParseFailure:
     """Decode one line (without its newline) into a message, or an in-band failure."""
     try:

@@ -40,6 +40,7 @@ from ._framing import (
     RequestId,
     SuccessResponse,
     encode_message,
+    unencodable_path,
 )
 from ._methods import DEFAULT_MAX_FRAME_SIZE, CancelParams, Method
 from ._streams import MessageStream
@@ -297,6 +298,11 @@ class Inbound:
             frame = encode_message(SuccessResponse(id=request_id, result=result))
         except (TypeError, msgspec.EncodeError) as exc:
             await self._reply_error(request_id, InternalError(f"result is not JSON: {exc}"))
+            return
+        except UnicodeEncodeError:  # a lone surrogate: answer now, never leave the caller waiting
+            path = unencodable_path(result)
+            text = f"result is not valid Unicode text at {path} (a lone surrogate)"
+            await self._reply_error(request_id, InternalError(text))
             return
         if len(frame) > self.max_frame_size:
             error = FrameTooLarge(f"result of {len(frame)} bytes exceeds {self.max_frame_size}")

@@ -19,8 +19,15 @@ import anyio
 import anyio.abc
 import msgspec
 
-from ._errors import ConnectionClosed, FrameTooLarge, ParseError, PluginError, PluginTimeout
-from ._framing import Notification, Request, RequestId, encode_message
+from ._errors import (
+    ConnectionClosed,
+    FrameTooLarge,
+    InvalidParams,
+    ParseError,
+    PluginError,
+    PluginTimeout,
+)
+from ._framing import Notification, Request, RequestId, encode_message, unencodable_path
 from ._inbound import END, GONE, Inbound, Pending, Redactor, typed_decoder
 from ._methods import DEFAULT_MAX_FRAME_SIZE, CancelParams, Method
 from ._streams import MessageStream
@@ -125,7 +132,7 @@ class RpcSession(Inbound):
             raise ConnectionClosed(self._closed.message, plugin=self.name, method=method)
         self._next_id += 1
         request_id = self._next_id
-        frame = encode_message(Request(id=request_id, method=method, params=params))
+        frame = self._encoded(Request(id=request_id, method=method, params=params), method)
         if len(frame) > self.max_frame_size:
             raise FrameTooLarge(
                 f"request of {len(frame)} bytes exceeds {self.max_frame_size}",
@@ -188,12 +195,28 @@ class RpcSession(Inbound):
                 f"result does not match the expected shape: {exc}", plugin=self.name, method=method
             ) from None
 
+    def _encoded(self, message: Request | Notification, method: str) -> bytes:
+        """The frame, or `InvalidParams` naming the path of a string UTF-8 cannot carry: this
+        call fails, never the session, its other calls or the host."""
+        try:
+            return encode_message(message)
+        except UnicodeEncodeError:
+            path = unencodable_path(message.params)
+            raise InvalidParams(
+                f"params cannot be sent: {path} is not valid Unicode text (a lone surrogate)",
+                plugin=self.name,
+                method=method,
+            ) from None
+
     async def notify(self, method: str, params: Any = msgspec.UNSET) -> None:
-        """Send a notification (no answer). Raises `ConnectionClosed` once the stream ended."""
+        """Send a notification (no answer). Raises `ConnectionClosed` once the stream ended,
+        `InvalidParams` when the params cannot be encoded."""
         if self._closed is not None:
             raise ConnectionClosed(self._closed.message, plugin=self.name, method=method)
         try:
-            await self._stream.send(encode_message(Notification(method=method, params=params)))
+            await self._stream.send(
+                self._encoded(Notification(method=method, params=params), method)
+            )
         except GONE:
             raise ConnectionClosed(
                 "the peer's input is closed", plugin=self.name, method=method
