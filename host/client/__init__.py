@@ -12,6 +12,7 @@ from ._client import PluginClient as PluginClient
 from ._client import RuntimeContext as RuntimeContext
 from ._live import LiveSession as LiveSession
 from ._live import MessagesProvider as MessagesProvider
+from ._live import UnsendableEvents as UnsendableEvents
 from ._redaction import USER_CONFIG_FIELDS as USER_CONFIG_FIELDS
 from ._redaction import allowed_config as allowed_config
 from ._redaction import learn_secrets as learn_secrets
@@ -34,6 +35,7 @@ __all__ = [
     "PluginClient",
     "ResultError",
     "RuntimeContext",
+    "UnsendableEvents",
     "allowed_config",
     "check_result",
     "error_entry",

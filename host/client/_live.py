@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sdk.protocol import (
     Calls,
     ConnectionClosed,
+    InvalidParams,
     LiveEvent,
     Notifications,
     PluginError,
@@ -31,6 +32,10 @@ if TYPE_CHECKING:
 
 Messages = list[dict[str, Any]]
 MessagesProvider = Callable[[], Messages]  # the contract's `() -> list[dict]`
+
+
+class UnsendableEvents(PluginError):
+    """A batch of live events the wire cannot carry (a lone surrogate): that batch only."""
 
 
 class LiveSession:
@@ -86,7 +91,12 @@ class LiveSession:
         if lost is not None:
             raise lost
         params = RuntimeEventsParams(self.id, events, dropped)
-        await self.client.handle.notify(Notifications.RUNTIME_EVENTS, params, process=self.process)
+        try:
+            await self.client.handle.notify(
+                Notifications.RUNTIME_EVENTS, params, process=self.process
+            )
+        except InvalidParams as exc:  # only raised before anything was written
+            raise UnsendableEvents(str(exc), plugin=self.client.name) from None
 
     async def finish(
         self, gathered_context: dict[str, Any], dropped: int, *, timeout: float

@@ -22,9 +22,10 @@ from typing import Any
 
 import anyio
 
-from sdk.protocol import InvalidParams, LiveEvent, PluginError
+from sdk.protocol import LiveEvent, PluginError
 
 from .._counters import COUNTERS, LIVE_DELIVERED, LIVE_DROPPED
+from ..client import UnsendableEvents
 
 logger = logging.getLogger("plugbox.runtime")
 QUEUE_CAPACITY = 10_000  # events held per plugin: about a minute of a busy call
@@ -102,7 +103,7 @@ class PluginQueue:
             if lost is not None:
                 raise lost  # never restart a plugin mid-call: the session lived in that process
             await self._send(batch, self.dropped)
-        except InvalidParams as exc:
+        except UnsendableEvents as exc:
             # An event the wire cannot carry (a lone surrogate): that batch only, not the session.
             self._drop(len(batch), "unencodable")
             logger.warning("plugin %r: live events dropped: %s", self.plugin, exc)
