@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from sdk.protocol import CircuitOpen, PluginError, SecretScrubber
+from sdk.protocol import CircuitOpen, PluginError, SecretScrubber, iter_nodes
 
 from .._counters import COUNTERS, DELIVERIES
 from .._keys import HOST_WRITER, KeyRule
