@@ -8,8 +8,12 @@ import json
 import os
 import platform
 import statistics
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+import anyio
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -60,3 +64,20 @@ def percentile(values: list[float], q: float) -> float:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+async def pipelined_rate(call: Callable[[], Awaitable[Any]], total: int, in_flight: int) -> float:
+    """Calls per second for `total` calls of `call`, `in_flight` of them outstanding at a time."""
+    remaining = total
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            await call()
+
+    started = time.perf_counter()
+    async with anyio.create_task_group() as group:
+        for _ in range(in_flight):
+            group.start_soon(worker)
+    return total / (time.perf_counter() - started)

@@ -25,7 +25,15 @@ sys.path[:] = [str(Path(__file__).resolve().parent.parent)] + [
     p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent
 ]
 
-from bench._common import arguments, median, metric, percentile, print_table, write_results
+from bench._common import (
+    arguments,
+    median,
+    metric,
+    percentile,
+    pipelined_rate,
+    print_table,
+    write_results,
+)
 from host import HostConfig, PluginHost
 from sdk.protocol import Calls, CompletionContextWire, CompletionRunParams
 
@@ -72,23 +80,7 @@ class Figures:
             begun = time.perf_counter()
             await call()
             self.rtts.append((time.perf_counter() - begun) * 1e6)
-        self.rates.append(await _pipelined(call, total))
-
-
-async def _pipelined(call: Call, total: int) -> float:
-    remaining = total
-
-    async def worker() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            await call()
-
-    started = time.perf_counter()
-    async with anyio.create_task_group() as group:
-        for _ in range(IN_FLIGHT):
-            group.start_soon(worker)
-    return total / (time.perf_counter() - started)
+        self.rates.append(await pipelined_rate(call, total, IN_FLIGHT))
 
 
 async def mcp_round(figures: Figures, count: int, total: int) -> None:

@@ -30,7 +30,15 @@ sys.path[:] = [str(Path(__file__).resolve().parent.parent)] + [
     p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent
 ]
 
-from bench._common import arguments, median, metric, percentile, print_table, write_results
+from bench._common import (
+    arguments,
+    median,
+    metric,
+    percentile,
+    pipelined_rate,
+    print_table,
+    write_results,
+)
 from sdk._loop import loop_name
 from sdk.protocol import AsyncioSendStream, Request, RpcSession, encode_message, open_pipe_stream
 
@@ -97,7 +105,7 @@ async def asyncio_echo(count: int, pipelined: int) -> tuple[list[float], float]:
         return await future
 
     reading = asyncio.create_task(read_replies())
-    rate = await _pipelined(pipelined_call, pipelined)
+    rate = await pipelined_rate(pipelined_call, pipelined, IN_FLIGHT)
     writer.close()
     await reading
     await process.wait()
@@ -124,7 +132,7 @@ async def plugbox_rpc(plugin_loop: str, count: int, pipelined: int) -> tuple[lis
     session = RpcSession(stream, name="bench")
     async with session:
         samples = await _sequential(lambda: session.request("echo", PARAMS), count)
-        rate = await _pipelined(lambda: session.request("echo", PARAMS), pipelined)
+        rate = await pipelined_rate(lambda: session.request("echo", PARAMS), pipelined, IN_FLIGHT)
     await process.wait()
     return samples, rate
 
@@ -138,22 +146,6 @@ async def _sequential(call: Callable[[], Awaitable[Any]], count: int) -> list[fl
         await call()
         samples.append((time.perf_counter() - started) * 1e6)
     return samples
-
-
-async def _pipelined(call: Callable[[], Awaitable[Any]], total: int) -> float:
-    remaining = total
-
-    async def worker() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            await call()
-
-    started = time.perf_counter()
-    async with anyio.create_task_group() as group:
-        for _ in range(IN_FLIGHT):
-            group.start_soon(worker)
-    return total / (time.perf_counter() - started)
 
 
 def measure(rounds: int, count: int, pipelined: int) -> dict[str, tuple[list[float], list[float]]]:
