@@ -35,7 +35,7 @@ from ._state import CORE_NODE_TYPES, ApiLimits, ApiState
 if TYPE_CHECKING:
     from .._host import PluginHost
     from .._registry import Registry
-    from ..store import SQLiteRunStore
+    from ..store import RunStore
 
 API_TITLE = "plugbox"
 API_VERSION = "1"
@@ -43,7 +43,7 @@ API_VERSION = "1"
 
 def create_app(
     plugins: PluginHost,
-    store: SQLiteRunStore | None = None,
+    store: RunStore | None = None,
     *,
     limits: ApiLimits | None = None,
     core_node_types: Iterable[str] = CORE_NODE_TYPES,

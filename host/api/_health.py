@@ -10,7 +10,6 @@ within `STORE_CHECK_S`. Plugins are not started for it: a lazily started plugin 
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 import anyio
@@ -67,15 +66,11 @@ async def _store(state: ApiState) -> dict[str, Any]:
     if store is None:
         return {"ok": True, "detail": "no run store attached"}
 
-    def write_probe(db: sqlite3.Connection) -> None:
-        db.execute("BEGIN IMMEDIATE")  # takes the write lock, like a real write, then gives it up
-        db.execute("ROLLBACK")
-
     try:
         with anyio.fail_after(STORE_CHECK_S):
-            await store.execute(write_probe)
+            await store.check_writable()
     except TimeoutError:
         return {"ok": False, "detail": f"no write lock within {STORE_CHECK_S:g} s"}
-    except (sqlite3.Error, StoreError) as exc:  # StoreError: closed, corrupt, read-only
+    except StoreError as exc:  # StoreError: closed, corrupt, read-only
         return {"ok": False, "detail": f"not writable: {exc}"}
     return {"ok": True, "detail": "writable"}

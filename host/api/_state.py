@@ -16,7 +16,7 @@ from fastapi import Depends, Request
 if TYPE_CHECKING:
     from .._host import PluginHost
     from .._registry import Registry
-    from ..store import SQLiteRunStore
+    from ..store import RunStore
 
 MIB = 1024 * 1024
 # The reference platform's own node types: known to validation, validated by the platform itself.
@@ -42,7 +42,7 @@ class ApiState:
     """What the routes share. One per app."""
 
     plugins: PluginHost
-    store: SQLiteRunStore | None  # the embedded store: /ui and /readyz read it directly
+    store: RunStore | None  # any backend: /ui and /readyz use only the protocol
     limits: ApiLimits
     core_node_types: frozenset[str] = CORE_NODE_TYPES
     worker: Any = None  # an `EmbeddedWorker` run by the embedding process, for `/readyz`

@@ -12,7 +12,6 @@ as the JSON API; nothing here changes state except the two buttons' POSTs.
 from __future__ import annotations
 
 import json
-import sqlite3
 from html import escape
 from typing import Any
 
@@ -185,24 +184,15 @@ async def ui_runs(state: ApiStateDep) -> HTMLResponse:
     if state.store is None:
         return _page("Runs", "<p>no run store attached</p>")
 
-    def recent(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
-        return db.execute(
-            "SELECT r.id, r.created_at, "
-            "SUM(n.status = 'done'), SUM(n.status = 'failed'), COUNT(n.node_id) "
-            "FROM runs r LEFT JOIN node_results n ON n.run_id = r.id "
-            "GROUP BY r.id ORDER BY r.id DESC LIMIT ?",
-            (RUNS_SHOWN,),
-        ).fetchall()
-
     rows = [
         [
-            f"<a href='/ui/runs/{run_id}'>{run_id}</a>",
-            _text(_when(created)),
-            _text(done or 0),
-            f"<span class='{'failed' if failed else ''}'>{failed or 0}</span>",
-            _text(total),
+            f"<a href='/ui/runs/{run.run_id}'>{run.run_id}</a>",
+            _text(_when(run.created_at)),
+            _text(run.done),
+            f"<span class='{'failed' if run.failed else ''}'>{run.failed}</span>",
+            _text(run.recorded),
         ]
-        for run_id, created, done, failed, total in await state.store.execute(recent)
+        for run in await state.store.run_summaries(limit=RUNS_SHOWN)
     ]
     return _page("Runs", _table(["run", "created", "done", "failed", "node results"], rows, "runs"))
 
@@ -212,23 +202,18 @@ async def ui_run(run_id: int, state: ApiStateDep) -> HTMLResponse:
     run = await state.store.get_run(run_id) if state.store is not None else None
     if run is None or state.store is None:
         raise HTTPException(404, f"Unknown run: {run_id}")
-    recorded = await state.store.execute(
-        lambda db: db.execute(
-            "SELECT node_id, plugin, status, attempts, recorded_at FROM node_results "
-            "WHERE run_id = ? ORDER BY node_id",
-            (run_id,),
-        ).fetchall()
-    )
+    history = await state.store.node_history(run_id)
     rows, details = [], []
-    for node_id, plugin, status, attempts, recorded_at in recorded:
+    for attempt in history:
+        node_id, plugin, status = attempt.node_id, attempt.plugin, attempt.status
         error = (run.annotations.get(node_id) or {}).get("error") or {}
         rows.append(
             [
                 _text(node_id),
                 _text(plugin),
                 f"<span class='{escape(status)}'>{escape(status)}</span>",
-                _text(attempts),
-                _text(_when(recorded_at)),
+                _text(attempt.attempts),
+                _text(_when(attempt.recorded_at)),
                 _text(error.get("message")),
             ]
         )

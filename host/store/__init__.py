@@ -15,6 +15,7 @@ from ._protocol import JobState as JobState
 from ._protocol import MergeReport as MergeReport
 from ._protocol import NodeAttempt as NodeAttempt
 from ._protocol import RunStore as RunStore
+from ._protocol import RunSummary as RunSummary
 from ._protocol import WorkflowRun as WorkflowRun
 from ._protocol import to_json as to_json
 from ._schema import SCHEMA_VERSION as SCHEMA_VERSION
@@ -32,6 +33,7 @@ __all__ = [
     "MergeReport",
     "NodeAttempt",
     "RunStore",
+    "RunSummary",
     "SQLiteRunStore",
     "StoreError",
     "StoreUnavailable",

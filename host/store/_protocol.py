@@ -69,6 +69,17 @@ class NodeAttempt:
 
 
 @dataclass(frozen=True)
+class RunSummary:
+    """One line of a run list (the dashboard): its node results' current attempt groups."""
+
+    run_id: int
+    created_at: float
+    done: int  # nodes whose current result is `done`
+    failed: int  # ... `failed`
+    recorded: int  # nodes with a current result
+
+
+@dataclass(frozen=True)
 class WorkflowRun:
     id: int
     workflow_definition: dict[str, Any]
@@ -163,7 +174,13 @@ class RunStore(Protocol):
         """Record once per (run, node, current group); False when already recorded."""
         ...
 
-    async def node_history(self, run_id: int) -> list[NodeAttempt]: ...
+    async def node_history(self, run_id: int) -> list[NodeAttempt]:
+        """Every attempt group's result of every node, by node id then group."""
+        ...
+
+    async def run_summaries(self, *, limit: int = 50) -> list[RunSummary]:
+        """The newest `limit` runs, newest first, with their current results counted."""
+        ...
 
     # -- jobs ----------------------------------------------------------------------------------
     async def enqueue(self, run_id: int) -> bool:
@@ -197,6 +214,12 @@ class RunStore(Protocol):
     ) -> list[str]:
         """Revive the run's job; open a new attempt group for the named nodes (default: the
         failed ones). Returns the node ids that will run again."""
+        ...
+
+    # -- health ------------------------------------------------------------------------------------
+    async def check_writable(self) -> None:
+        """Take the store's write lock and give it up at once (`/readyz`): returns when a write
+        could start now; raises `StoreError` (or `StoreUnavailable` after the fault budget)."""
         ...
 
     async def aclose(self) -> None: ...

@@ -35,6 +35,7 @@ from ._protocol import (
     JobState,
     MergeReport,
     NodeAttempt,
+    RunSummary,
     WorkflowRun,
     to_json,
 )
@@ -261,10 +262,15 @@ class SQLiteRunStore:
         )
         return [str(row[0]) for row in rows]
 
-    async def execute(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """`work(connection)` in the store's thread under its lock: SQLite only, for diagnostics
-        (the dashboard, `/readyz`); code that must run on any backend uses `RunStore` methods."""
-        return await self._run(work)
+    async def run_summaries(self, *, limit: int = 50) -> list[RunSummary]:
+        return await self._run(lambda db: jobs.run_summaries(db, limit))
+
+    async def check_writable(self) -> None:
+        def probe(db: sqlite3.Connection) -> None:
+            db.execute("BEGIN IMMEDIATE")  # the write lock, as a real write takes it
+            db.execute("ROLLBACK")
+
+        await self._run(probe)
 
     # -- jobs -------------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ._faults import StoreError
-from ._protocol import HOST_WRITER, Job, JobState, NodeAttempt
+from ._protocol import HOST_WRITER, Job, JobState, NodeAttempt, RunSummary
 
 _JOB_COLUMNS = (
     "run_id, state, claims, deaths, lease_owner, lease_expires, enqueued_at, finished_at, error"
@@ -197,6 +197,19 @@ def node_history(db: sqlite3.Connection, run_id: int) -> list[NodeAttempt]:
         (run_id,),
     ).fetchall()
     return [NodeAttempt(*row) for row in rows]
+
+
+def run_summaries(db: sqlite3.Connection, limit: int) -> list[RunSummary]:
+    rows = db.execute(
+        "SELECT x.id, x.created_at, COALESCE(SUM(r.status = 'done'), 0),"
+        " COALESCE(SUM(r.status = 'failed'), 0), COUNT(r.node_id)"
+        " FROM (SELECT id, created_at FROM runs ORDER BY id DESC LIMIT ?) x"
+        " LEFT JOIN node_results r ON r.run_id = x.id"
+        f" AND r.attempt_group = {_CURRENT_GROUP}"
+        " GROUP BY x.id ORDER BY x.id DESC",
+        (limit,),
+    ).fetchall()
+    return [RunSummary(int(a), float(b), int(c), int(d), int(e)) for a, b, c, d, e in rows]
 
 
 def retry(

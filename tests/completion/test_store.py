@@ -110,6 +110,8 @@ async def test_a_retry_opens_a_new_attempt_group_supersedes_the_failure_and_keep
         await store.record_node_result(run_id, "b", plugin="p", status="done", attempts=1)
         history = [(a.node_id, a.attempt_group, a.status) for a in await store.node_history(run_id)]
         assert history == [("a", 0, "done"), ("b", 0, "failed"), ("b", 1, "done")]
+        [summary] = await store.run_summaries(limit=5)  # current groups only: b's retry, done
+        assert (summary.run_id, summary.done, summary.failed, summary.recorded) == (run_id, 2, 0, 2)
         job = await store.get_job(run_id)
         assert job is not None
         assert job.state is JobState.PENDING
@@ -139,6 +141,29 @@ async def test_a_lock_held_far_longer_than_the_busy_wait_is_waited_out(tmp_path:
         thread.join()
         assert all(job is not None for job in jobs)
         assert store.faults >= 3  # it backed off instead of failing
+
+
+async def test_run_summaries_count_current_results_newest_first_and_the_probe_sees_the_lock(
+    tmp_path: Path,
+) -> None:
+    async with SQLiteRunStore(tmp_path / "r.db", busy_wait_s=0.1) as store:
+        ids = await _runs(store, 3)
+        await store.record_node_result(ids[0], "a", plugin="p", status="failed", attempts=3)
+        await store.record_node_result(ids[0], "b", plugin="p", status="done", attempts=1)
+        summaries = await store.run_summaries(limit=2)
+        assert [s.run_id for s in summaries] == [ids[2], ids[1]]
+        oldest = (await store.run_summaries(limit=3))[-1]
+        assert (oldest.done, oldest.failed, oldest.recorded) == (1, 1, 2)
+        await store.check_writable()
+        other = sqlite3.connect(tmp_path / "r.db", isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")  # held: the probe must not report the store writable
+        try:
+            with pytest.raises(TimeoutError), anyio.fail_after(1.0):
+                await store.check_writable()
+        finally:
+            other.execute("COMMIT")
+            other.close()
+        await store.check_writable()
 
 
 async def test_a_corrupt_store_is_one_error_naming_the_file(tmp_path: Path) -> None:
