@@ -6,7 +6,9 @@ requirements, never fastapi, pipecat or the host unless the plugin itself requir
 are keyed by a hash of the requirements, the interpreter and the SDK's source; an unchanged key
 reuses the venv without running an installer, a changed one builds a new venv. Builds use uv when
 available (pip otherwise), run under a file lock, go to a temporary directory renamed into place
-when complete, and keep the installer's output for the error of a failed build.
+when complete, and keep the installer's output for the error of a failed build. A failed build
+removes its staging directory; one an interrupted build (SIGKILL) left is removed by the next
+build on the same root once no live build holds that key's lock.
 
 Every installer step runs in the build sandbox (`sandbox.build_command`: no host environment
 beyond the operator's index settings, no capabilities, only the venv being built and the package
@@ -151,15 +153,39 @@ class VenvBuilder:
         with _locked(self.root / f"{key}.lock"):
             if (path / MARKER).exists():  # another host built it while we waited
                 return info
+            self._sweep_stale_builds(key)
             self._build(manifest, path, key, python or str(base_interpreter()), lock)
         return VenvInfo(path, path / "bin" / "python", key, built=True)
+
+    def _sweep_stale_builds(self, key: str) -> None:
+        """Remove what interrupted builds (a SIGKILL, a power cut) left: a staging dir whose
+        key's build lock nobody holds belongs to no live build. `key`'s lock is ours already."""
+        for staging in self.root.glob("*.building-*"):
+            owner = staging.name.partition(".building-")[0]
+            if owner == key:
+                shutil.rmtree(staging, ignore_errors=True)
+                continue
+            with _try_locked(self.root / f"{owner}.lock") as free:
+                if free:
+                    shutil.rmtree(staging, ignore_errors=True)
 
     def _build(
         self, manifest: Manifest, path: Path, key: str, python: str, lock: str | None
     ) -> None:
         staging = path.with_name(f"{key}.building-{os.getpid()}")
-        shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
+        try:
+            self._build_in(manifest, staging, key, python, lock)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)  # the error keeps the installer's output
+            raise
+        shutil.rmtree(path, ignore_errors=True)
+        staging.rename(path)
+        self.progress(f"{manifest.name}: venv ready")
+
+    def _build_in(
+        self, manifest: Manifest, staging: Path, key: str, python: str, lock: str | None
+    ) -> None:
         self.progress(f"{manifest.name}: creating venv {key}")
         self._run(manifest, staging, _venv_command(staging, python))
         requirements = [*sdk_requirements(), *manifest.requirements]
@@ -179,9 +205,6 @@ class VenvBuilder:
         self._run(manifest, staging, compile_step)
         marker = {"key": key, "requirements": requirements, "sdk": self._sdk_hash}
         _write_new(staging / MARKER, json.dumps(marker, indent=2))
-        shutil.rmtree(path, ignore_errors=True)
-        staging.rename(path)
-        self.progress(f"{manifest.name}: venv ready")
 
     def _run(self, manifest: Manifest, staging: Path, command: list[str]) -> None:
         """One installer step in the build sandbox: only `staging` and the cache writable."""
@@ -272,6 +295,21 @@ def _write_new(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     with os.fdopen(fd, "w") as stream:
         stream.write(text)
+
+
+@contextlib.contextmanager
+def _try_locked(path: Path) -> Iterator[bool]:
+    """Whether `path`'s lock was free (held for the block when it was); never waits."""
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager

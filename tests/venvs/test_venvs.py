@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -150,3 +151,42 @@ async def test_the_host_runs_the_plugin_in_its_venv_and_a_warm_listing_starts_no
             assert plugins.registry.spec_fetches == 0
             assert not any(handle.starts for handle in plugins.handles.values())
             assert plugins.registry.get_node_spec("needs_six") is not None
+
+
+INTERRUPTED_BUILD = """
+import os, signal, sys
+from pathlib import Path
+from host._manifest import load_manifest
+from host._venv import VenvBuilder
+
+def progress(message):
+    if "installing" in message:  # mid-build: the staging dir exists, the venv is not ready
+        os.kill(os.getpid(), signal.SIGKILL)
+
+VenvBuilder(Path(sys.argv[1]), progress=progress).ensure_sync(load_manifest(Path(sys.argv[2])))
+"""
+
+
+def test_a_build_killed_midway_leaves_nothing_after_the_next_build(tmp_path: Path) -> None:
+    plugin = write_plugin(tmp_path / "plugins", "needs_six", ["six==1.16.0"])
+    root = tmp_path / "venvs"
+    killed = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED_BUILD, str(root), str(plugin)],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        timeout=300,
+    )
+    assert killed.returncode == -9, killed.stderr
+    [left] = root.glob("*.building-*")  # what the old code leaked, once per interrupted build
+    dead_other = root / "0123456789abcdef01234567.building-4194304"  # another key, no builder
+    dead_other.mkdir()
+    live = root / "76543210fedcba9876543210.building-1"  # another key with a live build
+    live.mkdir()
+    with open(root / "76543210fedcba9876543210.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # that build holds its key's lock
+        info = VenvBuilder(root).ensure_sync(load_manifest(plugin))
+    assert info.built
+    assert (info.path / MARKER).exists()
+    assert not left.exists()
+    assert not dead_other.exists()
+    assert live.exists()  # never pulled from under a build in progress
