@@ -11,7 +11,8 @@ Jobs: one per run. `pending` -> `running` (a lease owned by a worker *instance* 
 `renew` while the job runs) -> `done` | `partial` | `failed`; a job whose lease expired while
 running was orphaned by a dead worker: the next `claim` counts that death and, after
 `max_deaths`, parks it (`parked`, with the reason) instead of running it again. `retry` revives
-any finished or parked job and opens a new attempt group for the nodes it names.
+any finished or parked job and opens a new attempt group for the nodes it names. A job released
+with a delay (deferred) stays `pending` but is claimable only after its `not_before`.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class Job:
     enqueued_at: float
     finished_at: float | None
     error: str | None
+    not_before: float | None = None  # a deferred pending job is not claimable before this
 
 
 @dataclass(frozen=True)
@@ -198,8 +200,9 @@ class RunStore(Protocol):
         ...
 
     async def finish(self, run_id: int, owner: str, state: JobState, error: str | None) -> bool: ...
-    async def release(self, run_id: int, owner: str) -> bool:
-        """Give a running job back as pending (a drain), without counting a death."""
+    async def release(self, run_id: int, owner: str, *, delay_s: float = 0.0) -> bool:
+        """Give a running job back as pending without counting a death: at once (a drain), or
+        claimable only after `delay_s` (a deferral: its plugin's circuit is open)."""
         ...
 
     async def get_job(self, run_id: int) -> Job | None: ...

@@ -100,6 +100,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs_v3 RENAME TO jobs;
     CREATE INDEX jobs_by_state ON jobs (state, enqueued_at);
     """,
+    # v5: a pending job may wait (a deferral past an open circuit) until `not_before`.
+    """
+    ALTER TABLE jobs ADD COLUMN not_before REAL;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

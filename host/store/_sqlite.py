@@ -288,8 +288,8 @@ class SQLiteRunStore:
     async def finish(self, run_id: int, owner: str, state: JobState, error: str | None) -> bool:
         return await self._run(lambda db: jobs.finish(db, run_id, owner, state, error))
 
-    async def release(self, run_id: int, owner: str) -> bool:
-        return await self._run(lambda db: jobs.release(db, run_id, owner))
+    async def release(self, run_id: int, owner: str, *, delay_s: float = 0.0) -> bool:
+        return await self._run(lambda db: jobs.release(db, run_id, owner, delay_s))
 
     async def get_job(self, run_id: int) -> Job | None:
         return await self._run(lambda db: jobs.get_job(db, run_id))

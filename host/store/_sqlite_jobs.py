@@ -20,8 +20,11 @@ from ._faults import StoreError
 from ._protocol import HOST_WRITER, Job, JobState, NodeAttempt, RunSummary
 
 _JOB_COLUMNS = (
-    "run_id, state, claims, deaths, lease_owner, lease_expires, enqueued_at, finished_at, error"
+    "run_id, state, claims, deaths, lease_owner, lease_expires, enqueued_at, finished_at, error,"
+    " not_before"
 )
+# A pending job is claimable once its deferral (if any) is over.
+_DUE = "(state = 'pending' AND COALESCE(not_before, 0) <= ?)"
 _CURRENT_GROUP = (
     "COALESCE((SELECT attempt_group FROM node_groups g"
     " WHERE g.run_id = r.run_id AND g.node_id = r.node_id), 0)"
@@ -72,10 +75,10 @@ def claim(
                 (run_id, now),
             )
         rows = db.execute(
-            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE (state = 'pending'"
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE ({_DUE}"
             f" OR (state = 'running' AND lease_expires < ?)) {only}"
             " ORDER BY enqueued_at LIMIT 50",
-            (now, run_id) if run_id is not None else (now,),
+            (now, now, run_id) if run_id is not None else (now, now),
         ).fetchall()
         for job in map(_job, rows):
             deaths = job.deaths + (job.state is JobState.RUNNING)  # its worker died running it
@@ -92,7 +95,7 @@ def claim(
                 continue
             db.execute(
                 "UPDATE jobs SET state = 'running', lease_owner = ?, lease_expires = ?,"
-                " claims = claims + 1, deaths = ? WHERE run_id = ?",
+                " claims = claims + 1, deaths = ?, not_before = NULL WHERE run_id = ?",
                 (owner, now + lease_s, deaths, job.run_id),
             )
             row = db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE run_id = ?", (job.run_id,))
@@ -120,11 +123,12 @@ def finish(
     return cursor.rowcount == 1
 
 
-def release(db: sqlite3.Connection, run_id: int, owner: str) -> bool:
+def release(db: sqlite3.Connection, run_id: int, owner: str, delay_s: float) -> bool:
+    not_before = time.time() + delay_s if delay_s > 0 else None
     cursor = db.execute(
-        "UPDATE jobs SET state = 'pending', lease_owner = NULL, lease_expires = NULL"
-        " WHERE run_id = ? AND lease_owner = ? AND state = 'running'",
-        (run_id, owner),
+        "UPDATE jobs SET state = 'pending', lease_owner = NULL, lease_expires = NULL,"
+        " not_before = ? WHERE run_id = ? AND lease_owner = ? AND state = 'running'",
+        (not_before, run_id, owner),
     )
     return cursor.rowcount == 1
 
@@ -145,9 +149,9 @@ def list_jobs(db: sqlite3.Connection, state: JobState | None, limit: int) -> lis
 def claimable(db: sqlite3.Connection, older_than_s: float, limit: int) -> list[Job]:
     now = time.time()
     rows = db.execute(
-        f"SELECT {_JOB_COLUMNS} FROM jobs WHERE (state = 'pending' AND enqueued_at < ?)"
+        f"SELECT {_JOB_COLUMNS} FROM jobs WHERE ({_DUE} AND enqueued_at < ?)"
         " OR (state = 'running' AND lease_expires < ?) ORDER BY enqueued_at LIMIT ?",
-        (now - older_than_s, now, limit),
+        (now, now - older_than_s, now, limit),
     ).fetchall()
     return [_job(row) for row in rows]
 
@@ -258,7 +262,7 @@ def retry(
         db.execute(
             "INSERT INTO jobs (run_id, state, enqueued_at) VALUES (?, 'pending', ?)"
             " ON CONFLICT (run_id) DO UPDATE SET state = 'pending', deaths = 0, error = NULL,"
-            " finished_at = NULL, lease_owner = NULL, lease_expires = NULL",
+            " finished_at = NULL, lease_owner = NULL, lease_expires = NULL, not_before = NULL",
             (run_id, time.time()),
         )
     return again

@@ -255,3 +255,32 @@ def _fill(path: Path) -> Path:
     finally:
         os.close(fd)
     return path
+
+
+async def test_a_deferred_job_stays_pending_and_is_claimable_only_after_its_delay(
+    tmp_path: Path,
+) -> None:
+    async with SQLiteRunStore(tmp_path / "r.db") as store:
+        first, second = await _runs(store, 2)
+        job = await store.claim("w", lease_s=60, max_deaths=3)
+        assert job is not None
+        assert job.run_id == first
+        assert await store.release(first, "w", delay_s=3600)  # its plugin's circuit is open
+        deferred = await store.get_job(first)
+        assert deferred is not None
+        assert deferred.state is JobState.PENDING
+        assert deferred.not_before is not None
+        assert deferred.deaths == 0
+        assert [j.run_id for j in await store.claimable()] == [second]
+        taken = await store.claim("w", lease_s=60, max_deaths=3)
+        assert taken is not None
+        assert taken.run_id == second
+        assert await store.claim("w", lease_s=60, max_deaths=3) is None
+        assert await store.claim("w", lease_s=60, max_deaths=3, run_id=first) is None
+        assert await store.retry(first) == []  # a retry revives it at once
+        again = await store.claim("w", lease_s=60, max_deaths=3)
+        assert again is not None
+        assert again.run_id == first
+        assert again.not_before is None
+        assert await store.release(first, "w")  # a drain: claimable at once
+        assert [j.run_id for j in await store.claimable()] == [first]
