@@ -15,7 +15,7 @@ Leaf module: the run store, runtime and completion all read these names from her
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -39,6 +39,11 @@ class LogStore(Protocol):
     async def merge_logs(
         self, run_id: int, entries: dict[str, Any], *, writer: str
     ) -> MergeOutcome: ...
+    async def merge_logs_many(
+        self, run_id: int, batches: list[tuple[str, dict[str, Any]]]
+    ) -> Sequence[MergeOutcome]:
+        """Several writers' entries in one transaction: one report per batch."""
+        ...
 
 
 @dataclass(frozen=True)

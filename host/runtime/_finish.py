@@ -10,6 +10,7 @@ error entry `integration_<plugin>`; live delivery figures go under the host-owne
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -32,10 +33,11 @@ async def finish_call(
     run_id: int,
 ) -> dict[str, Any]:
     """Collect, check and persist every session's snapshot; return the merged integration logs."""
-    integration_logs: dict[str, Any] = {}
-    live: dict[str, Any] = {}
     outcomes = await _collect(sessions, gathered_context)
-    for session in sorted(sessions, key=lambda s: s.name):
+    ordered = sorted(sessions, key=lambda s: s.name)
+    batches: list[tuple[str, dict[str, Any]]] = []
+    refusals: list[list[str]] = []
+    for session in ordered:
         entries, status = outcomes[session.name]
         # Error entries are the host's (reserved `integration_` keys); snapshots the plugin's,
         # and only under its own keys: a squatter never blocks the rightful writer.
@@ -43,20 +45,49 @@ async def finish_call(
         not_mine: list[str] = []
         if writer != HOST_WRITER:
             entries, not_mine = (session.keys or KeyRule.build(session.name)).split(entries)
-        report = await store.merge_logs(run_id, entries, writer=writer) if entries else None
-        refused = [*not_mine, *(key for key, _ in (report.refused if report else []))]
+            entries, writer, status = _storable(session.name, entries, writer, status)
+        outcomes[session.name] = entries, status
+        batches.append((writer, entries))
+        refusals.append(not_mine)
+    # Every plugin's snapshot in one transaction: a storage fault (a full disk) is waited out
+    # by the store and stores all of them or none, never a torn half.
+    reports = await store.merge_logs_many(run_id, batches)
+    integration_logs: dict[str, Any] = {}
+    live: dict[str, Any] = {}
+    for session, (_, entries), not_mine, report in zip(
+        ordered, batches, refusals, reports, strict=True
+    ):
+        status = outcomes[session.name][1]
+        refused = [*not_mine, *(key for key, _ in report.refused)]
         if refused:
             logger.warning(
                 "plugin %r tried to write log keys it does not own: %s", session.name, refused
             )
             status = {**status, "refused_keys": refused}
-        integration_logs.update(
-            {k: v for k, v in entries.items() if report and k in report.applied}
-        )
+        integration_logs.update({k: v for k, v in entries.items() if k in report.applied})
         live[session.name] = {**session.delivery(), **status}
     if live:
         await store.merge_logs(run_id, {LIVE_KEY: live}, writer=HOST_WRITER)
     return integration_logs
+
+
+def _storable(
+    name: str, entries: dict[str, Any], writer: str, status: dict[str, Any]
+) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """A snapshot the store cannot encode (not strict JSON) becomes that plugin's error entry
+    here, so it can never fail the transaction that carries the other plugins' snapshots."""
+    try:
+        json.dumps(entries, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        error = ResultError(name, f"snapshot is not strict JSON: {exc}")
+        logger.error("%s", error)
+        entry = error_entry(name, error)
+        return (
+            {f"integration_{name}": entry},
+            HOST_WRITER,
+            {"status": "error", "error": "ResultError"},
+        )
+    return entries, writer, status
 
 
 async def _collect(
