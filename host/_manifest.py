@@ -18,6 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ._keys import RESERVED_PREFIXES
 from ._requirements import parse_requirements
 
 MANIFEST_FILE = "plugin.toml"
@@ -25,6 +26,7 @@ Phase = Literal["qa", "integration", "webhook"]
 PHASE_ORDER: tuple[Phase, ...] = ("qa", "integration", "webhook")
 SandboxPolicyName = Literal["strict", "standard", "process-only", "off"]
 _IDENTIFIER = r"^[a-z][a-z0-9_]{0,63}$"
+_SNAPSHOT_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 # A host name or address, optionally with one leading `*.` label wildcard, then `:port`.
 _DESTINATION = re.compile(r"^(\*\.)?([A-Za-z0-9-]+\.)*[A-Za-z0-9-]+:([0-9]{1,5})$")
 _IPV6_DESTINATION = re.compile(r"^\[([0-9A-Fa-f:.]+)\]:([0-9]{1,5})$")
@@ -100,7 +102,18 @@ class Manifest(_Strict):
     permissions: Permissions = Permissions()
     limits: Limits = Limits()
     completion: CompletionPolicy = CompletionPolicy()
+    # Log keys its live snapshot may set besides its name and `<name>_...` (`_keys.granted_keys`:
+    # a key another plugin's prefix owns or another plugin declares too is granted to neither).
+    snapshot_keys: tuple[str, ...] = ()
     directory: Path = Path()
+
+    @field_validator("snapshot_keys")
+    @classmethod
+    def _plain_keys(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for key in value:
+            if not _SNAPSHOT_KEY.fullmatch(key) or key.startswith(RESERVED_PREFIXES):
+                raise ValueError(f"snapshot key {key!r} is not a plain key the host may grant")
+        return value
 
     @field_validator("requirements")
     @classmethod

@@ -230,7 +230,7 @@ async def _call_and_complete(
 
 
 async def _fetch_report(api_url: str, token: str | None) -> dict[str, Any]:
-    url = f"{api_url}/api/v1/public/runs/{token}/artifacts/call_metrics_report.html"
+    url = f"{api_url}/api/v1/public/runs/{token}/artifacts/call_metrics/call_metrics_report.html"
     async with httpx.AsyncClient(timeout=10) as client:
         for _ in range(50):  # uvicorn binds before it accepts; bounded retries while it starts
             try:

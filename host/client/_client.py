@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sdk.protocol import (
@@ -41,6 +41,7 @@ from sdk.protocol import (
     ValidateParams,
 )
 
+from .._keys import InvalidArtifactName, artifact_path
 from ._live import LiveSession, MessagesProvider
 from ._redaction import redact_for_plugin
 from ._results import check_result
@@ -92,10 +93,13 @@ class FinishedRun(Protocol):
 
 @dataclass(frozen=True)
 class CompletionAnswer:
-    """A completion handler's answer as host data: checked, scrubbed entries and its artifacts."""
+    """A completion handler's answer as host data: checked, scrubbed entries and its artifacts
+    (plain file names, stored in the plugin's namespace); `refused` names the artifacts whose
+    name is not a plain file name, each with the reason."""
 
     entries: dict[str, Any]
     artifacts: dict[str, Artifact]
+    refused: list[tuple[str, str]] = field(default_factory=list)
 
 
 class PluginClient:
@@ -247,7 +251,16 @@ class PluginClient:
         params = CompletionRunParams(nodes=nodes, context=context)
         result = await self.request(Calls.COMPLETION_RUN, params, secrets=secrets)
         entries = secrets.scrub(check_result(self.name, result.result))
-        return CompletionAnswer(entries, dict(result.artifacts))
+        artifacts: dict[str, Artifact] = {}
+        refused: list[tuple[str, str]] = []
+        for name, artifact in result.artifacts.items():
+            try:  # the host's check, whatever the plugin's SDK did; the store checks again
+                artifact_path(self.name, name)
+            except InvalidArtifactName as exc:
+                refused.append((f"artifact:{secrets.scrub_text(name)}", str(exc)))
+                continue
+            artifacts[name] = artifact
+        return CompletionAnswer(entries, artifacts, refused)
 
     # -- routes ---------------------------------------------------------------------------------
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -39,8 +38,6 @@ from ._retry import CIRCUIT_WAIT_S, PluginLoadFailed, circuit_wait, is_determini
 if TYPE_CHECKING:
     from .._host import PluginHost
 
-# A file name, no path: the host checks it whatever the SDK did.
-ARTIFACT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 logger = logging.getLogger("plugbox.completion")
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -223,15 +220,13 @@ class _PluginJob:
         rule = self._key_rule()
         entries, not_mine = rule.split(answer.entries)
         for name, artifact in answer.artifacts.items():
-            # Artifacts share the run's namespace with the others': its prefix, a plain name.
-            if not rule.owns(name) or not ARTIFACT_NAME.fullmatch(name):
-                not_mine.append(f"artifact:{name}")
-                continue
+            # In the plugin's own namespace (`<plugin>/<name>`): it can replace only its own.
             await self.store.put_artifact(
-                self.workflow_run.id, name, artifact.content_type, artifact.body
+                self.workflow_run.id, self.name, name, artifact.content_type, artifact.body
             )
         merged = await self.store.merge_annotations(self.workflow_run.id, entries, writer=self.name)
         merged.refused.extend((key, "not this plugin's key") for key in not_mine)
+        merged.refused.extend(answer.refused)
         outcome.refused_keys = merged.refused
         if merged.refused:
             logger.warning(

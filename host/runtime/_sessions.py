@@ -28,7 +28,7 @@ from sdk.protocol import (
     iter_nodes,
 )
 
-from .._keys import KeyRule
+from .._keys import KeyRule, granted_keys
 from ..client import LiveSession, MessagesProvider, ResultError
 from ._queue import PluginQueue, RunBridge
 
@@ -212,11 +212,18 @@ async def _open(
     if live is None:
         return None
     queue = PluginQueue(name, live.id, live.send, subscriptions=live.subscriptions, check=live.lost)
+    return HostRuntimeSession(name, bridge, queue, live, keys=snapshot_rule(name, plugins))
+
+
+def snapshot_rule(name: str, plugins: PluginHost) -> KeyRule:
+    """The log keys plugin `name`'s snapshot may set: its name and prefix, its node types' names
+    and the snapshot keys its manifest declares that no other plugin's namespace holds."""
     registry = plugins.registry
+    packages = registry.packages()
     info = registry.get_package(name)
-    keys = KeyRule.build(
-        name,
-        exact=info.type_names if info else (),
-        plugins=[package.name for package in registry.packages()],
-    )
-    return HostRuntimeSession(name, bridge, queue, live, keys=keys)
+    own_types = set(info.type_names if info else ())
+    others_types = {t for p in packages if p.name != name for t in p.type_names} - own_types
+    names = [package.name for package in packages]
+    declared = {n: m.snapshot_keys for n, m in plugins.manifests.items() if m.snapshot_keys}
+    granted = granted_keys(name, declared, plugins=names, taken=others_types)
+    return KeyRule.build(name, exact=own_types | granted, plugins=names)

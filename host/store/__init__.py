@@ -10,6 +10,7 @@ from ._faults import StoreError as StoreError
 from ._faults import StoreUnavailable as StoreUnavailable
 from ._protocol import HOST_WRITER as HOST_WRITER
 from ._protocol import RESERVED_PREFIXES as RESERVED_PREFIXES
+from ._protocol import InvalidArtifactName as InvalidArtifactName
 from ._protocol import Job as Job
 from ._protocol import JobState as JobState
 from ._protocol import MergeReport as MergeReport
@@ -17,6 +18,7 @@ from ._protocol import NodeAttempt as NodeAttempt
 from ._protocol import RunStore as RunStore
 from ._protocol import RunSummary as RunSummary
 from ._protocol import WorkflowRun as WorkflowRun
+from ._protocol import artifact_path as artifact_path
 from ._protocol import to_json as to_json
 from ._schema import SCHEMA_VERSION as SCHEMA_VERSION
 from ._sqlite import SQLiteRunStore as SQLiteRunStore
@@ -27,6 +29,7 @@ __all__ = [
     "HOST_WRITER",
     "RESERVED_PREFIXES",
     "SCHEMA_VERSION",
+    "InvalidArtifactName",
     "Job",
     "JobRunning",
     "JobState",
@@ -38,5 +41,6 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "WorkflowRun",
+    "artifact_path",
     "to_json",
 ]

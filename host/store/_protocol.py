@@ -24,6 +24,8 @@ from typing import Any, Protocol
 
 from .._keys import HOST_WRITER as HOST_WRITER
 from .._keys import RESERVED_PREFIXES as RESERVED_PREFIXES
+from .._keys import InvalidArtifactName as InvalidArtifactName
+from .._keys import artifact_path as artifact_path
 
 # Keys of the run that the store owns; `fields` never overrides them.
 _CORE_RUN_KEYS = frozenset({"id", "definition_id", "organization_id", "logs", "annotations"})
@@ -149,10 +151,20 @@ class RunStore(Protocol):
         ...
 
     async def put_artifact(
-        self, run_id: int, name: str, content_type: str, body: bytes
-    ) -> None: ...
-    async def get_artifact(self, run_id: int, name: str) -> tuple[str, bytes] | None: ...
-    async def list_artifacts(self, run_id: int) -> list[str]: ...
+        self, run_id: int, owner: str, name: str, content_type: str, body: bytes
+    ) -> None:
+        """Store plugin `owner`'s artifact `name`, replacing only `owner`'s own of that name.
+
+        Artifacts are keyed by (run, owner, name); a backend checks both names with
+        `artifact_path` first and lets its `InvalidArtifactName` (a `ValueError`) through."""
+        ...
+
+    async def get_artifact(
+        self, run_id: int, owner: str, name: str
+    ) -> tuple[str, bytes] | None: ...
+    async def list_artifacts(self, run_id: int) -> list[str]:
+        """The run's artifacts as namespaced names, `<owner>/<name>`, sorted."""
+        ...
 
     # -- node results ------------------------------------------------------------------------------
     async def recorded_nodes(self, run_id: int) -> dict[str, str]:

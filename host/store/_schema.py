@@ -104,6 +104,21 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE jobs ADD COLUMN not_before REAL;
     """,
+    # v6: artifacts in their plugin's namespace (issue #16). Rows from before had no owner: they
+    # keep the empty owner, which no plugin has, so no plugin can replace them.
+    """
+    CREATE TABLE artifacts_v6 (
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        owner TEXT NOT NULL,
+        name TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        body BLOB NOT NULL,
+        PRIMARY KEY (run_id, owner, name)
+    );
+    INSERT INTO artifacts_v6 SELECT run_id, '', name, content_type, body FROM artifacts;
+    DROP TABLE artifacts;
+    ALTER TABLE artifacts_v6 RENAME TO artifacts;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

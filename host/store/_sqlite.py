@@ -37,6 +37,7 @@ from ._protocol import (
     NodeAttempt,
     RunSummary,
     WorkflowRun,
+    artifact_path,
     to_json,
 )
 from ._schema import migrate
@@ -237,19 +238,24 @@ class SQLiteRunStore:
     async def node_history(self, run_id: int) -> list[NodeAttempt]:
         return await self._run(lambda db: jobs.node_history(db, run_id))
 
-    async def put_artifact(self, run_id: int, name: str, content_type: str, body: bytes) -> None:
+    async def put_artifact(
+        self, run_id: int, owner: str, name: str, content_type: str, body: bytes
+    ) -> None:
+        artifact_path(owner, name)  # raises on a path, `..` or a foreign owner name
         await self._run(
             lambda db: db.execute(
-                "INSERT OR REPLACE INTO artifacts VALUES (?, ?, ?, ?)",
-                (run_id, name, content_type, body),
+                "INSERT OR REPLACE INTO artifacts (run_id, owner, name, content_type, body)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (run_id, owner, name, content_type, body),
             )
         )
 
-    async def get_artifact(self, run_id: int, name: str) -> tuple[str, bytes] | None:
+    async def get_artifact(self, run_id: int, owner: str, name: str) -> tuple[str, bytes] | None:
         row = await self._run(
             lambda db: db.execute(
-                "SELECT content_type, body FROM artifacts WHERE run_id = ? AND name = ?",
-                (run_id, name),
+                "SELECT content_type, body FROM artifacts"
+                " WHERE run_id = ? AND owner = ? AND name = ?",
+                (run_id, owner, name),
             ).fetchone()
         )
         return (str(row[0]), bytes(row[1])) if row else None
@@ -257,10 +263,12 @@ class SQLiteRunStore:
     async def list_artifacts(self, run_id: int) -> list[str]:
         rows = await self._run(
             lambda db: db.execute(
-                "SELECT name FROM artifacts WHERE run_id = ? ORDER BY name", (run_id,)
+                "SELECT owner, name FROM artifacts WHERE run_id = ? ORDER BY owner, name",
+                (run_id,),
             ).fetchall()
         )
-        return [str(row[0]) for row in rows]
+        # Rows from before namespacing (owner '') list under their bare name.
+        return [f"{row[0]}/{row[1]}" if row[0] else str(row[1]) for row in rows]
 
     async def run_summaries(self, *, limit: int = 50) -> list[RunSummary]:
         return await self._run(lambda db: jobs.run_summaries(db, limit))

@@ -180,17 +180,23 @@ async def test_public_artifacts_are_served_by_token_only(api: Api) -> None:
     client, _, store = api
     run_id = await store.create_run(workflow_definition={"nodes": []})
     token = await store.ensure_public_token(run_id)
-    await store.put_artifact(run_id, "report.html", "text/html", b"<h1>ok</h1>")
+    await store.put_artifact(run_id, "echo_routes", "report.html", "text/html", b"<h1>ok</h1>")
     listing = (await client.get(f"/api/v1/public/runs/{token}")).json()
-    assert listing["artifacts"][0]["name"] == "report.html"
-    artifact = await client.get(f"/api/v1/public/runs/{token}/artifacts/report.html")
+    assert listing["artifacts"] == [
+        {
+            "name": "echo_routes/report.html",
+            "url": f"/api/v1/public/runs/{token}/artifacts/echo_routes/report.html",
+        }
+    ]
+    artifact = await client.get(listing["artifacts"][0]["url"])
     assert artifact.content == b"<h1>ok</h1>"
+    assert artifact.headers["content-security-policy"] == "sandbox"
+    base = f"/api/v1/public/runs/{token}/artifacts"
+    assert (await client.get(f"{base}/report.html")).status_code == 404  # no owner, no file
     assert (
-        await client.get(f"/api/v1/public/runs/{token[:-1]}x/artifacts/report.html")
+        await client.get(f"/api/v1/public/runs/{token[:-1]}x/artifacts/echo_routes/report.html")
     ).status_code == 404
-    assert (
-        await client.get(f"/api/v1/public/runs/{token}/artifacts/other.html")
-    ).status_code == 404
+    assert (await client.get(f"{base}/echo_routes/other.html")).status_code == 404
 
 
 async def test_schemathesis_finds_no_server_errors(tmp_path: Path, api: Api) -> None:

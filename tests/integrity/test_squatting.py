@@ -49,22 +49,37 @@ async def test_a_qa_phase_squatter_cannot_change_another_plugins_results(tmp_pat
             await finish_call(sessions, gathered_context={}, store=store, run_id=run_id)
             report = await run_integrations(run_id, plugins=plugins, store=store)
             run = await store.get_run(run_id)
-            artifact = await store.get_artifact(run_id, "victim_report.html")
-            own_artifact = await store.get_artifact(run_id, "squatter_report.html")
+            artifact = await store.get_artifact(run_id, "victim", "victim_report.html")
+            squatted = await store.get_artifact(run_id, "squatter", "victim_report.html")
+            listing = await store.list_artifacts(run_id)
     assert run is not None
     assert [o.phase for o in report.outcomes] == ["qa", "integration"]
-    # Snapshot: the victim's key holds the victim's value (the squatter finished first).
+    # Snapshot: the victim's keys (its name, and `call_summary` its manifest declares) hold the
+    # victim's values though the squatter finished first; a key under the victim's prefix stays
+    # refused even when the squatter's manifest declares it.
     assert run.logs["victim"] == {"real": True}
+    assert run.logs["call_summary"] == {"by": "victim"}
     assert "victim_stats" not in run.logs
     assert run.logs["squatter"] == {"ok": True}
-    assert sorted(run.logs[LIVE_KEY]["squatter"]["refused_keys"]) == ["victim", "victim_stats"]
+    assert sorted(run.logs[LIVE_KEY]["squatter"]["refused_keys"]) == [
+        "call_summary",
+        "victim",
+        "victim_stats",
+    ]
+    assert "refused_keys" not in run.logs[LIVE_KEY]["victim"]
     # Annotation: node v's result is the victim's, not the squatter's forged delivery.
     assert run.annotations["v"] == {"node_id": "v", "delivered": "real"}
     assert run.annotations["q"] == {"qa": "mine"}
     assert run.annotations["squatter_note"] == 1
     refused = {entry["key"] for entry in run.annotations["integration_squatter_refused"]}
-    assert refused == {"v", "artifact:victim_report.html"}
-    # Artifact: the victim's report, never replaced; the squatter's own one under its name.
+    assert refused == {"v", "artifact:../../../integrations/victim/xss"}
+    # Artifacts: each plugin's in its own namespace; the squatter's same-named file is its own.
     assert artifact is not None
     assert artifact[1] == b"<h1>real</h1>"
-    assert own_artifact is not None
+    assert squatted is not None
+    assert squatted[1] == b"<h1>forged</h1>"
+    assert listing == [
+        "squatter/squatter_report.html",
+        "squatter/victim_report.html",
+        "victim/victim_report.html",
+    ]

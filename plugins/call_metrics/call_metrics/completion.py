@@ -48,7 +48,7 @@ def _publish(
     _record_once(context.workflow_run_id, node_id, snapshot, median, over_target)
     url = None
     if context.public_token:
-        url = f"/api/v1/public/runs/{context.public_token}/artifacts/{REPORT_NAME}"
+        url = f"/api/v1/public/runs/{context.public_token}/artifacts/call_metrics/{REPORT_NAME}"
     return {
         "node_id": node_id,
         "status": "published",
