@@ -18,6 +18,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from sdk.protocol import FrameWire
+
 from ._keys import RESERVED_PREFIXES
 from ._requirements import parse_requirements
 
@@ -88,6 +90,25 @@ class CompletionPolicy(_Strict):
     backoff_s: float = Field(0.5, ge=0)
 
 
+class ShadowFrames(_Strict):
+    """Which pipecat frames the plugin's shadow-task observers need (`[shadow]`): the host sends
+    only these, and only when a session attached an observer or a task handler."""
+
+    # Frame class names; a base class selects its subclasses ("TextFrame", "Frame"). None: every
+    # frame but audio.
+    frames: tuple[str, ...] | None = None
+    audio: bool = False  # audio frames (any `AudioRawFrame`), their samples base64-encoded
+    audio_budget_bytes: int = Field(FrameWire.DEFAULT_AUDIO_BUDGET_BYTES, ge=0)  # per call
+
+    @field_validator("frames")
+    @classmethod
+    def _names(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for name in value or ():
+            if not name.isidentifier():
+                raise ValueError(f"frame class name {name!r} is not an identifier")
+        return value
+
+
 class Manifest(_Strict):
     """One plugin's manifest. `directory` is filled in by discovery."""
 
@@ -105,6 +126,7 @@ class Manifest(_Strict):
     # Log keys its live snapshot may set besides its name and `<name>_...` (`_keys.granted_keys`:
     # a key another plugin's prefix owns or another plugin declares too is granted to neither).
     snapshot_keys: tuple[str, ...] = ()
+    shadow: ShadowFrames = ShadowFrames()
     directory: Path = Path()
 
     @field_validator("snapshot_keys")

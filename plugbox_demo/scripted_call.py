@@ -207,8 +207,13 @@ class ScriptedSpeaker(FrameProcessor):
 async def run_scripted_call(
     attach: Callable[[PipelineWorker], None] | None = None,
     script: Sequence[Turn] = DEFAULT_SCRIPT,
+    *,
+    turn_tracking: bool = False,
 ) -> dict[str, Any]:
-    """Run one scripted call to its end; returns the gathered context (LLM messages)."""
+    """Run one scripted call to its end; returns the gathered context (LLM messages).
+
+    `turn_tracking=True` gives the worker pipecat's `TurnTrackingObserver` (packages read it).
+    """
     shared = _Shared()
     llm = ScriptedLLM(script)
     pipeline = Pipeline([ScriptedCaller(script, shared), llm, ScriptedSpeaker(shared)])
@@ -216,7 +221,7 @@ async def run_scripted_call(
         pipeline,
         params=PipelineParams(enable_metrics=True, enable_usage_metrics=True),
         enable_rtvi=False,
-        enable_turn_tracking=False,
+        enable_turn_tracking=turn_tracking,
         idle_timeout_secs=None,
     )
     if attach is not None:

@@ -27,6 +27,8 @@ if typing.TYPE_CHECKING:
     from ._package import PackageRegistry as PackageRegistry
     from ._package import register_package as register_package
     from ._runtime import IntegrationRuntimeSession as IntegrationRuntimeSession
+    from ._shadow import ProcessorProxy as ProcessorProxy
+    from ._shadow import ShadowTask as ShadowTask
     from ._spec import SPEC_VERSION as SPEC_VERSION
     from ._spec import DisplayOptions as DisplayOptions
     from ._spec import GraphConstraints as GraphConstraints
@@ -56,6 +58,8 @@ _EXPORTS = {
     "PackageRegistry": "._package",
     "register_package": "._package",
     "IntegrationRuntimeSession": "._runtime",
+    "ProcessorProxy": "._shadow",
+    "ShadowTask": "._shadow",
     "SPEC_VERSION": "._spec",
     "DisplayOptions": "._spec",
     "GraphConstraints": "._spec",
@@ -104,11 +108,13 @@ __all__ = [
     "NodeSpecMetadata",
     "NumberInputOptions",
     "PackageRegistry",
+    "ProcessorProxy",
     "PropertyLayoutOptions",
     "PropertyOption",
     "PropertyRendererOptions",
     "PropertySpec",
     "PropertyType",
+    "ShadowTask",
     "build_spec",
     "evaluate_display_options",
     "node_spec",

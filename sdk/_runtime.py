@@ -1,10 +1,12 @@
 """Authoring layer: the runtime session a plugin returns from `create_runtime_sessions`.
 
 Contract: in-process, a session's `attach(task)` registers observers on the pipecat task. Across the
-process boundary the task stays in the host, so a plugbox session declares the live event kinds it
-wants (`subscriptions`, validated at class creation) and receives them as plain `LiveEvent`s through
-`on_event` / `on_events`; `attach` is kept as a no-op hook. `on_call_finished(gathered_context=...)`
-returns the snapshot dict (or None), and `context_messages()` asks the host for the LLM context.
+process boundary the task stays in the host, so a plugbox session either declares the live event
+kinds it wants (`subscriptions`, validated at class creation) and receives them as plain
+`LiveEvent`s through `on_event` / `on_events`, or adds pipecat observers to the `ShadowTask` its
+`attach(task)` receives (`_shadow.py`): they get the call's frames, rebuilt in the plugin.
+`on_call_finished(gathered_context=...)` returns the snapshot dict (or None), and
+`context_messages()` asks the host for the LLM context.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ class IntegrationRuntimeSession:
         cls.subscriptions = frozenset(wanted)
 
     def attach(self, task: Any) -> None:
-        """Kept for the contract; the pipecat task lives in the host, events arrive instead."""
+        """The contract's hook. `task` is the run's `ShadowTask`: observers added to it receive
+        the call's frames, rebuilt in this process (see `sdk/_shadow.py`)."""
 
     def wants(self, kind: str) -> bool:
         return self.subscriptions is None or kind in self.subscriptions

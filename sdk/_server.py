@@ -27,9 +27,11 @@ from ._build import authoring_notes
 from ._contexts import IntegrationCompletionContext, IntegrationRuntimeContext, SyncMessages
 from ._package import IntegrationPackageSpec
 from ._runtime import IntegrationRuntimeSession
+from ._shadow import ShadowTask
 from ._version import SDK_VERSION
 from ._views import DefinitionView, graph_view, run_view, user_config_view
 from .protocol import (
+    SHADOW_EVENT_KINDS,
     SUPPORTED_PROTOCOL_VERSIONS,
     Artifact,
     Capabilities,
@@ -103,6 +105,7 @@ class PluginServer:
         self.event_errors = 0
         self._session: RpcSession | None = None
         self._runs: dict[str, list[IntegrationRuntimeSession]] = {}
+        self._shadows: dict[str, ShadowTask] = {}
         self._routes: RoutesApp | None = None
         self._started = time.monotonic()
         nodes = package.nodes if package else ()
@@ -241,11 +244,15 @@ class PluginServer:
         for session in sessions:
             if isinstance(session, IntegrationRuntimeSession):
                 session.bind_context_messages(fetch)
+        shadow = await _attach_all(sessions)
         self._runs[params.session_id] = sessions
         self._messages[params.session_id] = messages
+        if shadow is not None:
+            self._shadows[params.session_id] = shadow
         return RuntimeOpenResult(
             sessions=[str(getattr(s, "name", type(s).__name__)) for s in sessions],
             subscriptions=_union_subscriptions(sessions),
+            shadow=shadow is not None,
         )
 
     async def _context_messages(self, session_id: str) -> list[dict[str, Any]]:
@@ -259,10 +266,18 @@ class PluginServer:
         return result.messages
 
     async def runtime_events(self, params: RuntimeEventsParams) -> None:
+        events = params.events
+        shadow = self._shadows.get(params.session_id)
+        if any(event.kind in SHADOW_EVENT_KINDS for event in events):
+            if shadow is not None:
+                await shadow.deliver(events)  # in order: notifications run one at a time
+            events = [event for event in events if event.kind not in SHADOW_EVENT_KINDS]
+        if not events:
+            return
         for session in self._runs.get(params.session_id, []):
             try:
                 if isinstance(session, IntegrationRuntimeSession):
-                    await session.on_events(params.events)
+                    await session.on_events(events)
             except Exception:  # a session's bug must not stop the others or the reader
                 self.event_errors += 1
                 logger.exception("runtime session %r failed on an event batch", session)
@@ -270,6 +285,10 @@ class PluginServer:
     async def runtime_finish(self, params: RuntimeFinishParams) -> RuntimeFinishResult:
         sessions = self._runs.pop(params.session_id, [])
         messages = self._messages.pop(params.session_id, None)
+        shadow = self._shadows.pop(params.session_id, None)
+        if shadow is not None:
+            await shadow.finish()  # every frame before this request was delivered already
+            logger.info("shadow task of %s: %s", params.session_id, shadow.report())
         if messages is not None and sessions:
             await messages.refresh()  # the sync provider answers from this inside the sessions
         merged: dict[str, Any] = {}
@@ -360,6 +379,20 @@ def _graph_nodes(graph: dict[str, Any] | None) -> list[dict[str, Any]]:
     nodes = (graph or {}).get("nodes") or []
     values = nodes.values() if isinstance(nodes, dict) else nodes
     return [node for node in values if isinstance(node, dict)]
+
+
+async def _attach_all(sessions: list[Any]) -> ShadowTask | None:
+    """Every session's `attach(task)` with the run's one shadow task; None if nothing attached."""
+    shadow = ShadowTask()
+    for session in sessions:
+        try:
+            session.attach(shadow)
+        except Exception:  # the reference logs a failing attach; the call goes on
+            logger.exception("runtime session %r failed in attach", session)
+    if not shadow.active:
+        return None
+    await shadow.setup()
+    return shadow
 
 
 def _union_subscriptions(sessions: list[Any]) -> list[str] | None:

@@ -203,6 +203,7 @@ class PluginClient:
             return None
         if opened.subscriptions is not None:
             session.subscriptions = frozenset(opened.subscriptions)
+        session.shadow = opened.shadow
         return session
 
     def forget(self, session_id: str) -> None:

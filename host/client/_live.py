@@ -55,6 +55,7 @@ class LiveSession:
         self.id = session_id
         self.process = process
         self.subscriptions = subscriptions  # event kinds wanted; None means every kind
+        self.shadow = False  # its sessions attached observers to the shadow task: send frames
         self.provider = provider
         self.secrets = secrets
         self.ended: PluginError | None = None  # why the session ended before `finish`

@@ -11,6 +11,8 @@ so a bug here costs one event (counted in `failures`), never the call.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from pipecat.frames import frames as f
@@ -83,3 +85,47 @@ class BridgeObserver(BaseObserver):
         t_ms = data.timestamp / _NS_PER_MS
         for kind, payload in extractor(frame):
             self._sink(kind, t_ms, payload)
+
+
+class ShadowObserver(BaseObserver):
+    """Hands every frame's first push, both copies of a broadcast, to the shadow-task sink.
+
+    The sink (`RunBridge.emit_frame`) copies what plugins selected at once (frames are live objects
+    that processors mutate later) and only `put_nowait`s; like `BridgeObserver` it never raises.
+    """
+
+    def __init__(self, sink: Callable[[FramePushed], None]) -> None:
+        super().__init__(observe_every_push=False)
+        self._sink = sink
+        self.failures = 0
+
+    async def on_push_frame(self, data: FramePushed) -> None:
+        try:
+            self._sink(data)
+        except Exception:  # the observer boundary: never let pipecat's proxy task die
+            self.failures += 1
+
+
+TASK_EVENTS = ("on_pipeline_started", "on_pipeline_finished", "on_pipeline_error")
+
+
+def forward_task_events(worker: Any, emit: Callable[[str, Any, float], None]) -> None:
+    """Forward the worker's task events to the shadow tasks, with the frame they carry."""
+    clock = worker  # the pipeline clock runs from the worker's start; events carry its time
+
+    def forward(name: str) -> Callable[..., None]:
+        def handler(_worker: Any, frame: Any = None) -> None:
+            with contextlib.suppress(Exception):  # a forwarding bug never reaches the call
+                emit(name, frame, _now_ms(clock))
+
+        return handler
+
+    for name in TASK_EVENTS:
+        worker.add_event_handler(name, forward(name))
+
+
+def _now_ms(worker: Any) -> float:
+    try:
+        return float(worker._clock.get_time()) / _NS_PER_MS
+    except Exception:  # no clock yet: a task event before the start carries 0
+        return 0.0

@@ -22,10 +22,11 @@ from typing import Any
 
 import anyio
 
-from sdk.protocol import LiveEvent, PluginError
+from sdk.protocol import SHADOW_EVENT_KINDS, EventKind, LiveEvent, PluginError
 
 from .._counters import COUNTERS, LIVE_DELIVERED, LIVE_DROPPED
 from ..client import UnsendableEvents
+from ._frames import FrameFilter, encode_frame, encode_lone_frame
 
 logger = logging.getLogger("plugbox.runtime")
 QUEUE_CAPACITY = 10_000  # events held per plugin: about a minute of a busy call
@@ -52,20 +53,25 @@ class PluginQueue:
         subscriptions: frozenset[str] | None = None,
         check: Check = _alive,
         capacity: int = QUEUE_CAPACITY,
+        frames: FrameFilter | None = None,
     ) -> None:
         self.plugin, self.session_id = plugin, session_id
         self.subscriptions = subscriptions
+        self.frames = frames  # the shadow task's selection; None: the plugin gets no frames
         self.capacity = capacity
         self.events: deque[LiveEvent] = deque()
         self.delivered = 0  # events handed to the plugin's pipe
         self.dropped = 0  # events lost: overflow, a dead plugin, or left after the drain
         self.failure: PluginError | None = None
+        self.audio_over = 0  # audio frames dropped past the byte budget
         self._send, self.check = send, check
         self._ready, self._done = anyio.Event(), anyio.Event()
         self._closed = False
         self._scope: anyio.CancelScope | None = None  # the pump's, so the drain can end it
 
     def wants(self, kind: str) -> bool:
+        if kind in SHADOW_EVENT_KINDS:
+            return self.frames is not None
         return self.subscriptions is None or kind in self.subscriptions
 
     def offer(self, event: LiveEvent) -> None:
@@ -140,6 +146,13 @@ class PluginQueue:
             self._drop(len(self.events), "deadline")
             self.events.clear()
 
+    def over_budget(self) -> None:
+        """An audio frame past the plugin's byte budget: dropped, counted, warned about once."""
+        if not self.audio_over:
+            logger.warning("plugin %r: audio byte budget spent, audio frames dropped", self.plugin)
+        self.audio_over += 1
+        self._drop(1, "audio_budget")
+
     def _drop(self, count: int, reason: str) -> None:
         self.dropped += count
         COUNTERS.inc(LIVE_DROPPED, count, plugin=self.plugin, reason=reason)
@@ -162,12 +175,15 @@ class RunBridge:
         self.queues: list[PluginQueue] = []
         self.emitted = 0
         self.observer: Any = None  # the pipecat observer, once a session attached
+        self.shadow: Any = None  # the frame observer, once a plugin with a shadow task attached
         self._routes: dict[str, list[PluginQueue]] = {}
+        self._frame_routes: dict[type, list[PluginQueue]] = {}
         self._workers: set[int] = set()
 
     def add(self, queue: PluginQueue) -> None:
         self.queues.append(queue)
         self._routes.clear()
+        self._frame_routes.clear()
 
     def emit(self, kind: str, t_ms: float, data: dict[str, Any]) -> None:
         """The observer's sink: number the event and offer it to the subscribed queues."""
@@ -180,13 +196,41 @@ class RunBridge:
             for queue in route:
                 queue.offer(event)
 
+    def emit_frame(self, pushed: Any) -> None:
+        """The frame observer's sink: one `pipecat.frame` event per plugin that selected it."""
+        cls = type(pushed.frame)
+        route = self._frame_routes.get(cls)
+        if route is None:
+            route = self._frame_routes[cls] = [
+                q for q in self.queues if q.frames is not None and q.frames.wants(cls)
+            ]
+        if not route:
+            return
+        payload, carried = encode_frame(pushed, audio=True)
+        self.emitted += 1
+        event = LiveEvent(EventKind.FRAME, self.emitted, pushed.timestamp / 1_000_000, payload)
+        for queue in route:
+            if carried and not queue.frames.spend(carried):  # type: ignore[union-attr]
+                queue.over_budget()
+                continue
+            queue.offer(event)
+
+    def emit_task_event(self, name: str, frame: Any, t_ms: float) -> None:
+        """A task event the shadow tasks replay (`on_pipeline_started`, `on_pipeline_finished`)."""
+        self.emit(EventKind.TASK_EVENT, t_ms, {"name": name, "frame": encode_lone_frame(frame)})
+
     def attach(self, worker: Any) -> None:
-        """Register the run's single observer on a pipecat worker; later calls join it."""
+        """Register the run's observers on a pipecat worker; later calls join them."""
         if id(worker) in self._workers:
             return
-        from ._observer import BridgeObserver  # pipecat is imported only when a call attaches
+        from ._observer import BridgeObserver, ShadowObserver, forward_task_events
 
         if self.observer is None:
             self.observer = BridgeObserver(self.emit)
         worker.add_observer(self.observer)
+        if any(queue.frames is not None for queue in self.queues):
+            if self.shadow is None:
+                self.shadow = ShadowObserver(self.emit_frame)
+            worker.add_observer(self.shadow)
+            forward_task_events(worker, self.emit_task_event)
         self._workers.add(id(worker))

@@ -30,6 +30,7 @@ from sdk.protocol import (
 
 from .._keys import KeyRule, granted_keys
 from ..client import LiveSession, MessagesProvider, ResultError
+from ._frames import FrameFilter
 from ._queue import PluginQueue, RunBridge
 
 if TYPE_CHECKING:
@@ -211,7 +212,14 @@ async def _open(
         return HostRuntimeSession(name, bridge, None, open_error=exc)
     if live is None:
         return None
-    queue = PluginQueue(name, live.id, live.send, subscriptions=live.subscriptions, check=live.lost)
+    queue = PluginQueue(
+        name,
+        live.id,
+        live.send,
+        subscriptions=live.subscriptions,
+        check=live.lost,
+        frames=_frame_filter(plugins, name) if live.shadow else None,
+    )
     return HostRuntimeSession(name, bridge, queue, live, keys=snapshot_rule(name, plugins))
 
 
@@ -227,3 +235,14 @@ def snapshot_rule(name: str, plugins: PluginHost) -> KeyRule:
     declared = {n: m.snapshot_keys for n, m in plugins.manifests.items() if m.snapshot_keys}
     granted = granted_keys(name, declared, plugins=names, taken=others_types)
     return KeyRule.build(name, exact=own_types | granted, plugins=names)
+
+
+def _frame_filter(plugins: PluginHost, name: str) -> FrameFilter:
+    """The plugin's `[shadow]` manifest section: which frames its shadow task gets."""
+    manifest = plugins.manifests.get(name)
+    if manifest is None:
+        return FrameFilter()
+    shadow = manifest.shadow
+    return FrameFilter(
+        shadow.frames, audio=shadow.audio, audio_budget_bytes=shadow.audio_budget_bytes
+    )

@@ -28,7 +28,9 @@ from ._errors import WireError as WireError
 from ._errors import error_from_wire as error_from_wire
 from ._errors import error_to_wire as error_to_wire
 from ._events import ALL_EVENT_KINDS as ALL_EVENT_KINDS
+from ._events import SHADOW_EVENT_KINDS as SHADOW_EVENT_KINDS
 from ._events import EventKind as EventKind
+from ._frames import FrameWire as FrameWire
 from ._framing import ErrorResponse as ErrorResponse
 from ._framing import Message as Message
 from ._framing import MessageDecoder as MessageDecoder
@@ -112,6 +114,7 @@ __all__ = [
     "PLUGIN_COOKIE_ENV",
     "PLUGIN_COOKIE_VALUE",
     "PROTOCOL_VERSION",
+    "SHADOW_EVENT_KINDS",
     "SUPPORTED_PROTOCOL_VERSIONS",
     "TOO_DEEP",
     "Artifact",
@@ -132,6 +135,7 @@ __all__ = [
     "ErrorResponse",
     "EventKind",
     "FrameTooLarge",
+    "FrameWire",
     "Handler",
     "HandshakeError",
     "HttpRequestParams",

@@ -36,8 +36,13 @@ class EventKind:
     )
     METRICS_TTS_USAGE: Final = "metrics.tts_usage"  # {processor, model, characters}
     ERROR: Final = "error"  # {message, processor, fatal}
+    # The shadow task's kinds (`_frames.py`): sent only to a plugin whose sessions attached
+    # observers or task handlers to the `ShadowTask`, never by subscription alone.
+    FRAME: Final = "pipecat.frame"  # {cls, module, id, name, sibling, src, dst, dir, ts, fields}
+    TASK_EVENT: Final = "pipecat.task_event"  # {name, frame: a FRAME payload or null}
 
 
 ALL_EVENT_KINDS: Final[frozenset[str]] = frozenset(
     value for name, value in vars(EventKind).items() if name.isupper()
 )
+SHADOW_EVENT_KINDS: Final[frozenset[str]] = frozenset({EventKind.FRAME, EventKind.TASK_EVENT})

@@ -154,6 +154,9 @@ class RuntimeOpenParams(_Wire):
 class RuntimeOpenResult(_Wire):
     sessions: list[str]  # names of the plugin-side sessions; empty means "nothing to collect"
     subscriptions: list[str] | None = None  # event kinds wanted; None means every kind
+    # True: the sessions attached observers or task handlers to the shadow task, so the host sends
+    # the frames the plugin's manifest selects (`pipecat.frame` / `pipecat.task_event` events).
+    shadow: bool = False
 
 
 class LiveEvent(_Wire, array_like=True):

@@ -1,0 +1,116 @@
+"""Shadow task: a package's own pipecat observers, out of process, against the same in process."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+import host.runtime._sessions as sessions_module
+from host import HostConfig, PluginHost
+from host.completion import SQLiteRunStore
+from host.runtime import LIVE_KEY, IntegrationRuntimeContext, create_runtime_sessions, finish_call
+from plugbox_demo.scripted_call import run_scripted_call
+
+pytestmark = pytest.mark.anyio
+PLUGINS = Path(__file__).resolve().parents[1] / "fixtures" / "shadow_plugins"
+
+
+def graph(*types: str) -> dict[str, Any]:
+    return {"nodes": {t: {"id": t, "type": t, "data": {"name": t}} for t in types}}
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[tuple[PluginHost, SQLiteRunStore]]:
+    # use_venvs=False: the plugin process runs the host's interpreter, so pipecat is importable
+    # in it without building a venv holding pipecat per test run (see docs/shadow-task.md).
+    config = HostConfig(
+        plugins_root=PLUGINS,
+        data_dir=tmp_path / "data",
+        use_venvs=False,
+        idle_timeout_s=None,
+        session_open_timeout_s=60,  # a cold start imports pipecat in the plugin
+    )
+    with anyio.fail_after(120):
+        async with PluginHost(config) as plugins, SQLiteRunStore(tmp_path / "runs.db") as store:
+            await plugins.registry.refresh()
+            yield plugins, store
+
+
+def in_process_probe() -> Any:
+    """The probe package imported here, as the in-process framework would."""
+    sys.path.insert(0, str(PLUGINS / "shadow_probe"))
+    try:
+        module = importlib.import_module("shadow_probe")
+    finally:
+        sys.path.remove(str(PLUGINS / "shadow_probe"))
+    return module.ProbeSession()
+
+
+async def test_observers_out_of_process_see_what_they_see_in_process_on_the_same_call(
+    env: tuple[PluginHost, SQLiteRunStore],
+) -> None:
+    plugins, store = env
+    run_id = await store.create_run(workflow_definition={"nodes": []})
+    sessions = await create_runtime_sessions(
+        IntegrationRuntimeContext(run_id, workflow_graph=graph("shadow_probe")), plugins=plugins
+    )
+    local = in_process_probe()
+
+    def attach(worker: Any) -> None:
+        local.attach(worker)  # in process: the real worker, its real turn tracking observer
+        for session in sessions:
+            session.attach(worker)  # out of process: the plugin's shadow task
+
+    gathered = await run_scripted_call(attach=attach, turn_tracking=True)
+    logs = await finish_call(sessions, gathered_context=gathered, store=store, run_id=run_id)
+    expected = await local.on_call_finished(gathered_context=gathered)
+    remote = logs["shadow_probe"]
+    assert remote == expected["shadow_probe"]
+    # and the snapshot is the whole call, not an empty one that happens to match
+    assert remote["tokens"]["total"] > 0
+    assert ["user", "what's the weather in paris"] in remote["transcript"]
+    assert any(speaker == "bot" for speaker, _ in remote["transcript"])
+    assert [t[0] for t in remote["turns"]].count("ended") >= 4
+    assert remote["task_events"] == ["started:StartFrame", "finished:EndFrame"]
+    assert remote["ended"]
+    assert remote["upstream"] > 0
+    run = await store.get_run(run_id)
+    assert run is not None
+    assert run.logs[LIVE_KEY]["shadow_probe"]["dropped"] == 0
+
+
+async def test_a_plugin_sleeping_in_on_push_frame_never_slows_the_call(
+    env: tuple[PluginHost, SQLiteRunStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plugins, store = env
+    monkeypatch.setattr(sessions_module, "DRAIN_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(sessions_module, "FINISH_TIMEOUT_S", 0.5)
+    run_id = await store.create_run(workflow_definition={"nodes": []})
+    sessions = await create_runtime_sessions(
+        IntegrationRuntimeContext(run_id, workflow_graph=graph("shadow_probe", "sleepy")),
+        plugins=plugins,
+    )
+    sleepy = next(s for s in sessions if s.name == "sleepy")
+    assert sleepy.queue is not None
+    assert sleepy.queue.frames is not None
+    started = time.monotonic()
+    await run_scripted_call(attach=lambda worker: [s.attach(worker) for s in sessions])  # type: ignore[func-returns-value]
+    call_s = time.monotonic() - started
+    sent = sleepy.queue.delivered + len(sleepy.queue.events)
+    logs = await finish_call(sessions, gathered_context={}, store=store, run_id=run_id)
+    # The sleeper needs 0.2 s per frame: observing the call would take `sent * 0.2` seconds.
+    assert sent > 50
+    assert call_s < sent * 0.2 / 4
+    run = await store.get_run(run_id)
+    assert run is not None
+    live = run.logs[LIVE_KEY]
+    assert live["sleepy"]["status"] == "error"  # it could not answer in time: its loss only
+    assert live["shadow_probe"]["dropped"] == 0
+    assert logs["shadow_probe"]["tokens"]["total"] > 0
