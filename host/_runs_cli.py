@@ -1,8 +1,10 @@
 """CLI layer: `plugbox runs list|show|retry` — completion jobs in the run store, for operators.
 
-Contract: reads and changes only the run store under `--data-dir` (no plugin starts). `retry`
+Contract: reads and changes only the run store (`--store` / `PLUGBOX_STORE_URL`, default the
+SQLite file under `--data-dir`; no plugin starts). `retry`
 makes the job pending again; a running worker (embedded or ARQ, through its reaper) takes it up.
-Exit codes as the rest of the CLI: 1 unknown run, 3 a store error (it names the file).
+Exit codes as the rest of the CLI: 1 unknown run, 3 a store error (it names the file or the
+database).
 """
 
 from __future__ import annotations
@@ -18,19 +20,30 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ._settings import ENV
 from .completion._runs import list_runs, retry_run, show_run
-from .store import SQLiteRunStore, StoreError
+from .store import RunStore, StoreError, open_store
 
 runs_app = typer.Typer(help="Completion jobs: list, show, retry.", no_args_is_help=True)
 console = Console()
 DataDir = Annotated[Path, typer.Option("--data-dir", help="Where the run store lives.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-STORE_FILE = "runs.sqlite3"
+StoreUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        envvar=ENV["store_url"],
+        help="Run store URL: postgresql://user@host/db?schema=plugbox (default: the SQLite file"
+        " in the data directory).",
+    ),
+]
 
 
-def _with_store(data_dir: Path, work: Callable[[SQLiteRunStore], Awaitable[Any]]) -> Any:
+def _with_store(
+    data_dir: Path, work: Callable[[RunStore], Awaitable[Any]], store_url: str | None = None
+) -> Any:
     async def main() -> Any:
-        async with SQLiteRunStore(data_dir / STORE_FILE) as store:
+        async with open_store(store_url, data_dir=data_dir) as store:
             return await work(store)
 
     try:
@@ -49,9 +62,12 @@ def list_command(
     state: Annotated[str | None, typer.Option(help="Only jobs in this state.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
     as_json: AsJson = False,
+    store_url: StoreUrl = None,
 ) -> None:
     """List completion jobs, newest first."""
-    jobs = _with_store(data_dir, lambda store: list_runs(store, state=state, limit=limit))
+    jobs = _with_store(
+        data_dir, lambda store: list_runs(store, state=state, limit=limit), store_url
+    )
     if as_json:
         console.print_json(json.dumps(jobs))
         return
@@ -65,9 +81,14 @@ def list_command(
 
 
 @runs_app.command("show")
-def show_command(run: int, data_dir: DataDir = Path(".plugbox"), as_json: AsJson = False) -> None:
+def show_command(
+    run: int,
+    data_dir: DataDir = Path(".plugbox"),
+    as_json: AsJson = False,
+    store_url: StoreUrl = None,
+) -> None:
     """A run's job and every node's attempt history."""
-    shown = _with_store(data_dir, lambda store: show_run(store, run))
+    shown = _with_store(data_dir, lambda store: show_run(store, run), store_url)
     if as_json:
         console.print_json(json.dumps(shown))
         return
@@ -92,8 +113,11 @@ def retry_command(
     data_dir: DataDir = Path(".plugbox"),
     node: Annotated[list[str] | None, typer.Option("--node", help="Node id (repeatable).")] = None,
     plugin: Annotated[str | None, typer.Option("--plugin", help="Every node of it.")] = None,
+    store_url: StoreUrl = None,
 ) -> None:
     """Run a job again: the failed nodes, or the ones named, under a new attempt group."""
-    done = _with_store(data_dir, lambda store: retry_run(store, run, nodes=node, plugin=plugin))
+    done = _with_store(
+        data_dir, lambda store: retry_run(store, run, nodes=node, plugin=plugin), store_url
+    )
     nodes = ", ".join(done["nodes"]) or "none (only unrecorded nodes run)"
     console.print(f"run {run}: pending again; nodes to run again: {escape(nodes)}")

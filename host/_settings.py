@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     log_format: LogFormat = Field("text", description="`text` for people, `json` for shipping.")
     port: int = Field(8700, ge=0, le=65535, description="`plugbox serve` port on 127.0.0.1.")
     redis_url: str | None = Field(None, description="Redis URL for `plugbox worker`.")
+    store_url: str | None = Field(
+        None,
+        description="Run store URL, `postgresql://...` (default: DATA_DIR/runs.sqlite3).",
+    )
     grants: Path | None = Field(
         None, description="The operator's grants file (default: DATA_DIR/grants.toml)."
     )

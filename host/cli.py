@@ -29,7 +29,7 @@ from ._host import HostConfig, PluginHost
 from ._logs import configure_logging
 from ._manifest import discover
 from ._registry import PackageInfo
-from ._runs_cli import runs_app
+from ._runs_cli import StoreUrl, runs_app
 from ._scaffold import ScaffoldError, scaffold_plugin
 from ._settings import ENV, Settings
 from .sandbox import SandboxPolicy, doctor_report, layers_for
@@ -506,6 +506,7 @@ def worker(
     grants: GrantsFile = None,
     lease: Annotated[float, typer.Option(help="Seconds before a dead worker's jobs move.")] = 30.0,
     grace: Annotated[float, typer.Option(help="Seconds SIGTERM lets running jobs finish.")] = 60.0,
+    store_url: StoreUrl = None,
 ) -> None:
     """Run an ARQ worker that executes post-call completion jobs from Redis.
 
@@ -517,10 +518,11 @@ def worker(
         redis_url=redis,
         host_config=_config(plugins, data_dir, policy, grants),
         store_path=data_dir / "runs.sqlite3",
+        store_url=store_url,
         lease_s=lease,
         grace_s=grace,
     )
-    _run(lambda: serve_worker(config), hint="is Redis reachable? is the run store writable?")
+    _run(lambda: serve_worker(config), hint="is Redis reachable? is the run store reachable?")
 
 
 def main() -> None:

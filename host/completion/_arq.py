@@ -31,7 +31,7 @@ from arq.worker import Worker
 from sdk.protocol import PluginError, iter_nodes
 
 from .._host import HostConfig, PluginHost
-from ..store import Job, JobState, RunStore, SQLiteRunStore, WorkflowRun
+from ..store import Job, JobState, RunStore, SQLiteRunStore, WorkflowRun, open_store
 from ._arq_codec import decode_job, encode_job
 from ._jobs import LEASE_S, MAX_DEATHS, JobRunner, instance_id
 
@@ -80,7 +80,8 @@ async def _pool(redis_url: str) -> ArqRedis:
 class WorkerConfig:
     redis_url: str
     host_config: HostConfig
-    store_path: Path
+    store_path: Path  # the SQLite run store, unless `store_url` names another
+    store_url: str | None = None  # e.g. postgresql://... : workers on many machines share it
     job_timeout_s: float = JOB_TIMEOUT_S
     start_budget_s: float = START_BUDGET_S
     lease_s: float = LEASE_S
@@ -136,10 +137,12 @@ async def run_integrations_job(ctx: dict[str, Any], run_id: int) -> dict[str, An
 
 async def serve_worker(config: WorkerConfig) -> None:
     """One ARQ worker instance, until SIGTERM or SIGINT (see the module docstring)."""
-    async with (
-        PluginHost(config.host_config) as plugins,
-        SQLiteRunStore(config.store_path) as store,
-    ):
+    opened = (
+        open_store(config.store_url, data_dir=config.host_config.data_dir)
+        if config.store_url
+        else SQLiteRunStore(config.store_path)
+    )
+    async with PluginHost(config.host_config) as plugins, opened as store:
         runner = JobRunner(store, plugins, owner=instance_id(), lease_s=config.lease_s)
         ctx: dict[str, Any] = {"config": config, "store": store, "plugins": plugins}
         ctx["runner"] = runner

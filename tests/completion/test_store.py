@@ -1,75 +1,111 @@
-"""The run store's jobs on a real SQLite file: instance-owned leases, deaths and parking, retries
-with attempt groups, and storage faults (a held lock, a full disk, a corrupt file)."""
+"""The run store's contract, one suite over both backends (`store_url`: a SQLite file, and a
+schema of a real PostgreSQL server): instance-owned leases, deaths and parking, retries with
+attempt groups, idempotent node results, ownership of keys, runs, tokens and artifacts.
+Backend-specific faults are in test_store_sqlite.py and test_store_postgres.py."""
 
 from __future__ import annotations
 
-import os
-import sqlite3
-import subprocess
-import sys
-import threading
+import math
 from pathlib import Path
 
 import anyio
 import pytest
 
 from host.completion import idempotency_key
-from host.store import HOST_WRITER, JobState, SQLiteRunStore, StoreError
+from host.store import HOST_WRITER, JobRunning, JobState, RunStore, open_store
 
 pytestmark = pytest.mark.anyio
-REPO = Path(__file__).resolve().parents[2]
 
 
-async def _runs(store: SQLiteRunStore, n: int) -> list[int]:
+async def _runs(store: RunStore, n: int) -> list[int]:
     ids = [await store.create_run(workflow_definition={"nodes": []}) for _ in range(n)]
     for run_id in ids:
         assert await store.enqueue(run_id)
     return ids
 
 
-async def test_two_stores_on_one_file_never_hold_the_same_job_and_live_leases_stay(
-    tmp_path: Path,
+async def test_two_stores_on_one_database_never_hold_the_same_job_and_live_leases_stay(
+    store_url: str, tmp_path: Path
 ) -> None:
     async with (
-        SQLiteRunStore(tmp_path / "r.db") as one,
-        SQLiteRunStore(tmp_path / "r.db") as two,
+        open_store(store_url, data_dir=tmp_path) as one,
+        open_store(store_url, data_dir=tmp_path) as two,
     ):
         ids = await _runs(one, 40)
+        assert not await two.enqueue(ids[0])  # already queued, in any state
         claimed: list[tuple[str, int]] = []
+        all_hold_one = anyio.Event()
 
-        async def take(store: SQLiteRunStore, owner: str) -> None:
+        async def take(store: RunStore, owner: str) -> None:
             while job := await store.claim(owner, lease_s=60, max_deaths=3):
                 claimed.append((owner, job.run_id))
+                if len({o for o, _ in claimed}) == 4:
+                    all_hold_one.set()
+                await all_hold_one.wait()  # every claimer holds a job before any takes a second
 
-        async with anyio.create_task_group() as group:
-            for n in range(4):
-                group.start_soon(take, one if n % 2 else two, f"owner-{n}")
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as group:
+                for n in range(4):
+                    group.start_soon(take, one if n % 2 else two, f"owner-{n}")
         assert sorted(run for _, run in claimed) == ids  # each job exactly once
-        assert len({owner for owner, _ in claimed}) > 1  # and both stores took some
+        assert len({owner for owner, _ in claimed}) == 4  # four claimers, on both stores
         # A live lease is never taken over, whoever asks (a second host's recovery included).
         assert await two.claim("a-new-host", lease_s=60, max_deaths=3) is None
         assert await two.claim("a-new-host", lease_s=60, max_deaths=3, run_id=ids[0]) is None
         owner = next(o for o, run in claimed if run == ids[0])
         assert await one.renew(ids[0], owner, lease_s=60)
         assert not await one.renew(ids[0], "someone-else", lease_s=60)
+        # Only the owner finishes or releases; a released job is pending again, no death counted.
+        assert not await two.finish(ids[0], "someone-else", JobState.DONE, None)
+        assert not await two.release(ids[0], "someone-else")
+        assert await two.release(ids[0], owner)
+        assert await one.claimable() == [await one.get_job(ids[0])]
+        again = await one.claim("next", lease_s=60, max_deaths=3, run_id=ids[0])
+        assert again is not None
+        assert (again.claims, again.deaths, again.lease_owner) == (2, 0, "next")
+        assert await two.finish(ids[0], "next", JobState.DONE, None)
+        done = await one.get_job(ids[0])
+        assert done is not None
+        assert (done.state, done.lease_owner, done.lease_expires) == (JobState.DONE, None, None)
+        assert done.finished_at is not None
+        assert not await one.renew(ids[0], "next", lease_s=60)  # finished: nothing to renew
+        assert [job.run_id for job in await two.list_jobs(state=JobState.DONE)] == [ids[0]]
+        assert len(await two.list_jobs(state=JobState.RUNNING, limit=100)) == len(ids) - 1
+        assert len(await two.list_jobs(limit=5)) == 5
+
+
+async def test_a_run_queued_elsewhere_gets_its_job_row_when_claimed(
+    store_url: str, tmp_path: Path
+) -> None:
+    """ARQ carries run ids only: a worker claiming a run without a job row creates it."""
+    async with open_store(store_url, data_dir=tmp_path) as store:
+        run_id = await store.create_run(workflow_definition={"nodes": []})
+        assert await store.get_job(run_id) is None
+        job = await store.claim("w", lease_s=60, max_deaths=3, run_id=run_id)
+        assert job is not None
+        assert (job.run_id, job.state, job.claims) == (run_id, JobState.RUNNING, 1)
+        assert job.lease_expires is not None
+        assert job.lease_expires > job.enqueued_at
 
 
 async def test_an_expired_lease_counts_a_death_and_parks_the_job_after_max_deaths(
-    tmp_path: Path,
+    store_url: str, tmp_path: Path
 ) -> None:
-    async with SQLiteRunStore(tmp_path / "r.db") as store:
+    async with open_store(store_url, data_dir=tmp_path) as store:
         [run_id, other] = await _runs(store, 2)
         # lease_s < 0: the lease is expired at once, as if each owner died right after claiming.
         for death in range(3):
             job = await store.claim(f"dies-{death}", lease_s=-1, max_deaths=3, run_id=run_id)
             assert job is not None
             assert job.deaths == death
+            assert [j.run_id for j in await store.claimable(older_than_s=3600)] == [run_id]
         assert await store.claim("next", lease_s=60, max_deaths=3, run_id=run_id) is None
         parked = await store.get_job(run_id)
         assert parked is not None
         assert parked.state is JobState.PARKED
         assert parked.error is not None
         assert "died 3 times" in parked.error
+        assert "dies-2" in parked.error
         # A parked job does not block the queue ...
         job = await store.claim("next", lease_s=60, max_deaths=3)
         assert job is not None
@@ -80,18 +116,24 @@ async def test_an_expired_lease_counts_a_death_and_parks_the_job_after_max_death
         assert revived is not None
         assert revived.deaths == 0
         assert revived.state is JobState.RUNNING
+        with pytest.raises(JobRunning):  # a live lease: a retry now would race the worker
+            await store.retry(run_id)
 
 
 async def test_a_retry_opens_a_new_attempt_group_supersedes_the_failure_and_keeps_history(
-    tmp_path: Path,
+    store_url: str, tmp_path: Path
 ) -> None:
-    async with SQLiteRunStore(tmp_path / "r.db") as store:
+    async with open_store(store_url, data_dir=tmp_path) as store:
         [run_id] = await _runs(store, 1)
         job = await store.claim("w", lease_s=60, max_deaths=3)
         assert job is not None
-        await store.record_node_result(run_id, "a", plugin="p", status="done", attempts=1)
+        assert await store.record_node_result(run_id, "a", plugin="p", status="done", attempts=1)
         await store.record_node_result(
             run_id, "b", plugin="p", status="failed", attempts=3, error="PluginCrashed: boom"
+        )
+        # Idempotent per (run, node, group): a second worker's late result changes nothing.
+        assert not await store.record_node_result(
+            run_id, "a", plugin="p", status="failed", attempts=9
         )
         failure = {"b": {"status": "failed"}, "integration_p": {"error": "x"}}
         await store.merge_annotations(run_id, failure, writer=HOST_WRITER)
@@ -112,155 +154,130 @@ async def test_a_retry_opens_a_new_attempt_group_supersedes_the_failure_and_keep
         assert history == [("a", 0, "done"), ("b", 0, "failed"), ("b", 1, "done")]
         [summary] = await store.run_summaries(limit=5)  # current groups only: b's retry, done
         assert (summary.run_id, summary.done, summary.failed, summary.recorded) == (run_id, 2, 0, 2)
+        [_, failed, _] = await store.node_history(run_id)
+        assert (failed.plugin, failed.attempts, failed.error) == ("p", 3, "PluginCrashed: boom")
         job = await store.get_job(run_id)
         assert job is not None
         assert job.state is JobState.PENDING
         assert await store.retry(run_id, plugin="p") == ["a", "b"]
+        assert await store.attempt_groups(run_id) == {"a": 1, "b": 2}
+        # Only nodes with a result in their current group are picked: `a` has none yet.
+        assert await store.retry(run_id, nodes=["a"]) == []
 
 
-async def test_a_lock_held_far_longer_than_the_busy_wait_is_waited_out(tmp_path: Path) -> None:
-    """The old failure: a lock held over SQLite's 30 s busy timeout failed the job for good.
-    Here the busy wait per try is 0.2 s and another connection holds the write lock 3 s (15x)."""
-    held, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        db = sqlite3.connect(tmp_path / "r.db", isolation_level=None)
-        db.execute("BEGIN EXCLUSIVE")
-        held.set()
-        release.wait(3.0)  # the injected fault: the lock is held this long
-        db.execute("COMMIT")
-        db.close()
-
-    async with SQLiteRunStore(tmp_path / "r.db", busy_wait_s=0.2) as store:
-        await _runs(store, 3)
-        thread = threading.Thread(target=hold)
-        thread.start()
-        await anyio.to_thread.run_sync(held.wait)
-        with anyio.fail_after(60):
-            jobs = [await store.claim("w", lease_s=60, max_deaths=3) for _ in range(3)]
-        thread.join()
-        assert all(job is not None for job in jobs)
-        assert store.faults >= 3  # it backed off instead of failing
-
-
-async def test_run_summaries_count_current_results_newest_first_and_the_probe_sees_the_lock(
-    tmp_path: Path,
+async def test_a_key_belongs_to_its_first_writer_and_racing_writers_never_share_one(
+    store_url: str, tmp_path: Path
 ) -> None:
-    async with SQLiteRunStore(tmp_path / "r.db", busy_wait_s=0.1) as store:
+    async with (
+        open_store(store_url, data_dir=tmp_path) as one,
+        open_store(store_url, data_dir=tmp_path) as two,
+    ):
+        run_id = await one.create_run(workflow_definition={"nodes": []}, logs={"call_id": "c"})
+        report = await one.merge_logs(run_id, {"summary": 1, "call_id": "x"}, writer="qa")
+        assert report.applied == ["summary"]
+        assert report.refused == [("call_id", HOST_WRITER)]
+        again = await two.merge_logs(run_id, {"summary": 2}, writer="qa")  # its own: updated
+        assert again.applied == ["summary"]
+        stolen = await two.merge_logs(run_id, {"summary": 3}, writer="squatter")
+        assert stolen.refused == [("summary", "qa")]
+        reserved = await two.merge_annotations(run_id, {"integration_x": 1}, writer="x")
+        assert reserved.refused == [("integration_x", HOST_WRITER)]
+        # Eight writers race for the same 20 keys through two stores: each key has one owner,
+        # whose value it holds; every other writer was told who owns it.
+        outcomes: dict[str, list[tuple[str, bool]]] = {}
+
+        async def write(store: RunStore, writer: str) -> None:
+            entries = {f"k{i}": writer for i in range(20)}
+            merged = await store.merge_annotations(run_id, entries, writer=writer)
+            for key in merged.applied:
+                outcomes.setdefault(key, []).append((writer, True))
+            for key, owner in merged.refused:
+                assert owner != writer
+                outcomes.setdefault(key, []).append((owner, False))
+
+        async with anyio.create_task_group() as group:
+            for n in range(8):
+                group.start_soon(write, one if n % 2 else two, f"w{n}")
+        run = await one.get_run(run_id)
+        assert run is not None
+        for key, seen in outcomes.items():
+            winners = {writer for writer, applied in seen if applied}
+            assert winners == {run.annotations[key]}, (key, seen)
+            assert {owner for owner, applied in seen if not applied} <= winners
+        assert run.logs == {"call_id": "c", "summary": 2}
+        assert list(run.logs) == ["call_id", "summary"]  # first-write order
+
+
+async def test_a_call_end_snapshot_batch_is_stored_whole_or_not_at_all(
+    store_url: str, tmp_path: Path
+) -> None:
+    async with open_store(store_url, data_dir=tmp_path) as store:
+        run_id = await store.create_run(workflow_definition={"nodes": []})
+        batches = [("a", {"a_snapshot": {"n": 1}}), ("b", {"b_snapshot": math.nan})]
+        with pytest.raises(ValueError, match="JSON"):
+            await store.merge_logs_many(run_id, batches)
+        run = await store.get_run(run_id)
+        assert run is not None
+        assert run.logs == {}  # the first writer's entry went with the failed batch
+        reports = await store.merge_logs_many(run_id, [("a", {"x": 1}), ("b", {"x": 2, "y": 3})])
+        assert [(r.applied, r.refused) for r in reports] == [(["x"], []), (["y"], [("x", "a")])]
+
+
+async def test_runs_fields_tokens_and_artifacts(store_url: str, tmp_path: Path) -> None:
+    async with open_store(store_url, data_dir=tmp_path) as store:
+        definition = {"nodes": [{"id": "n", "type": "t", "data": {"é": "ü"}}], "edges": []}
+        run_id = await store.create_run(
+            workflow_definition=definition,
+            definition_id=7,
+            organization_id=3,
+            fields={"mode": "voice", "id": "not the id"},
+        )
+        await store.update_fields(run_id, {"usage_info": {"seconds": 12.5}})
+        run = await store.get_run(run_id)
+        assert run is not None
+        assert run.workflow_definition == definition
+        contract = run.as_contract_dict()
+        assert contract["id"] == run_id  # the store owns its core keys
+        assert (contract["definition_id"], contract["organization_id"]) == (7, 3)
+        assert (contract["mode"], contract["usage_info"]) == ("voice", {"seconds": 12.5})
+        assert await store.get_run(run_id + 1000) is None
+        with pytest.raises(KeyError):
+            await store.update_fields(run_id + 1000, {"x": 1})
+        token = await store.ensure_public_token(run_id)
+        assert await store.ensure_public_token(run_id) == token  # stable once made
+        by_token = await store.get_run_by_token(token)
+        assert by_token is not None
+        assert by_token.id == run_id
+        assert await store.get_run_by_token(token[:-1] + "x") is None
+        await store.put_artifact(run_id, "transcript.txt", "text/plain", b"hello")
+        await store.put_artifact(run_id, "audio.wav", "audio/wav", b"\x00\xff" * 1000)
+        await store.put_artifact(run_id, "transcript.txt", "text/markdown", b"# hi")  # replaced
+        assert await store.list_artifacts(run_id) == ["audio.wav", "transcript.txt"]
+        assert await store.get_artifact(run_id, "transcript.txt") == ("text/markdown", b"# hi")
+        assert await store.get_artifact(run_id, "audio.wav") == ("audio/wav", b"\x00\xff" * 1000)
+        assert await store.get_artifact(run_id, "missing") is None
+
+
+async def test_run_summaries_count_current_results_newest_first_and_the_store_is_writable(
+    store_url: str, tmp_path: Path
+) -> None:
+    async with open_store(store_url, data_dir=tmp_path) as store:
         ids = await _runs(store, 3)
         await store.record_node_result(ids[0], "a", plugin="p", status="failed", attempts=3)
         await store.record_node_result(ids[0], "b", plugin="p", status="done", attempts=1)
         summaries = await store.run_summaries(limit=2)
         assert [s.run_id for s in summaries] == [ids[2], ids[1]]
+        assert (summaries[0].done, summaries[0].failed, summaries[0].recorded) == (0, 0, 0)
         oldest = (await store.run_summaries(limit=3))[-1]
-        assert (oldest.done, oldest.failed, oldest.recorded) == (1, 1, 2)
+        assert (oldest.run_id, oldest.done, oldest.failed, oldest.recorded) == (ids[0], 1, 1, 2)
+        assert oldest.created_at > 0
         await store.check_writable()
-        other = sqlite3.connect(tmp_path / "r.db", isolation_level=None)
-        other.execute("BEGIN EXCLUSIVE")  # held: the probe must not report the store writable
-        try:
-            with pytest.raises(TimeoutError), anyio.fail_after(1.0):
-                await store.check_writable()
-        finally:
-            other.execute("COMMIT")
-            other.close()
-        await store.check_writable()
-
-
-async def test_a_corrupt_store_is_one_error_naming_the_file(tmp_path: Path) -> None:
-    path = tmp_path / "runs.sqlite3"
-    path.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(StoreError) as caught:
-        async with SQLiteRunStore(path):
-            pass
-    assert str(path) in str(caught.value)
-    assert "NOTADB" in str(caught.value) or "not a database" in str(caught.value)
-    cli = [sys.executable, "-m", "host.cli", "runs", "list", "--data-dir", str(tmp_path)]
-    done = await anyio.run_process(cli, cwd=REPO, check=False)
-    output = (done.stdout + done.stderr).decode()
-    assert done.returncode == 3, output
-    assert str(path) in output.replace("\n", "")
-    assert "Traceback" not in output
-
-
-def _mount_tmpfs(path: Path, size: str) -> bool:
-    path.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-        capture_output=True,
-        check=False,
-    )
-    return done.returncode == 0
-
-
-async def test_a_full_disk_is_waited_out_and_every_job_finishes_once_space_returns(
-    tmp_path: Path,
-) -> None:
-    """The run store on a 1 MiB tmpfs, filled up while the worker runs (root mounts it)."""
-    from host import HostConfig, PluginHost
-    from host.completion import EmbeddedWorker
-
-    from ._scaleout import GRANTS, PLUGINS, deliveries, ledger_definition
-
-    full = tmp_path / "full"
-    if not _mount_tmpfs(full, "1m"):
-        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
-    config = HostConfig(
-        plugins_root=PLUGINS,
-        data_dir=tmp_path / "data",
-        use_venvs=False,
-        idle_timeout_s=None,
-        grants_file=GRANTS,
-    )
-    try:
-        with anyio.fail_after(120):
-            async with (
-                PluginHost(config) as plugins,
-                SQLiteRunStore(full / "runs.db", fault_budget_s=100) as store,
-            ):
-                ids = [
-                    await store.create_run(workflow_definition=ledger_definition())
-                    for _ in range(5)
-                ]
-                for run_id in ids:
-                    await store.enqueue(run_id)
-                filler = _fill(full / "filler")
-                worker = EmbeddedWorker(store, plugins, concurrency=2)
-                async with anyio.create_task_group() as group:
-                    group.start_soon(worker.run)
-                    while store.faults == 0:  # noqa: ASYNC110 - bounded by fail_after
-                        await anyio.sleep(0.05)
-                    assert worker.finished.total() < len(ids)
-                    filler.unlink()  # space returns
-                    while worker.finished.total() < len(ids):  # noqa: ASYNC110 - bounded
-                        await anyio.sleep(0.05)
-                    await worker.drain()
-                jobs = [await store.get_job(run_id) for run_id in ids]
-                states = {job.state if job else None for job in jobs}
-    finally:
-        await anyio.run_process(["umount", "-l", str(full)], check=False)
-    assert states == {JobState.DONE}
-    delivered = deliveries(tmp_path / "data")
-    assert len(delivered) == 3 * len(ids)
-    assert set(delivered.values()) == {1}
-
-
-def _fill(path: Path) -> Path:
-    """Write `path` until the file system is full."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while True:
-            os.write(fd, b"\0" * 4096)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-    return path
 
 
 async def test_a_deferred_job_stays_pending_and_is_claimable_only_after_its_delay(
-    tmp_path: Path,
+    store_url: str, tmp_path: Path
 ) -> None:
-    async with SQLiteRunStore(tmp_path / "r.db") as store:
+    async with open_store(store_url, data_dir=tmp_path) as store:
         first, second = await _runs(store, 2)
         job = await store.claim("w", lease_s=60, max_deaths=3)
         assert job is not None
