@@ -153,6 +153,7 @@ def serve(
     no_auth: Annotated[
         bool, typer.Option("--no-auth", help="Serve without the bearer token (local use only).")
     ] = False,
+    store_url: StoreUrl = None,
 ) -> None:
     """Serve the HTTP API on 127.0.0.1 (a bearer token on every non-public endpoint)."""
     import secrets
@@ -160,7 +161,7 @@ def serve(
     import uvicorn
 
     from .api import create_app
-    from .completion import SQLiteRunStore
+    from .store import open_store
 
     configured = Settings().api_token
     token = None if no_auth else configured.get_secret_value() if configured else None
@@ -172,7 +173,7 @@ def serve(
     async def work() -> None:
         async with (
             PluginHost(_config(plugins, data_dir, policy, grants)) as host,
-            SQLiteRunStore(data_dir / "runs.sqlite3") as store,
+            open_store(store_url, data_dir=data_dir) as store,
         ):
             app = create_app(host, store, token=token)
             server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port))
