@@ -4,6 +4,7 @@ apart and migrated once by concurrent openers, a newer schema refused, the CLI's
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -124,3 +125,51 @@ def _env(extra: dict[str, str]) -> dict[str, str]:
     import os
 
     return {**os.environ, **extra}
+
+
+async def test_two_api_servers_on_one_postgres_store_see_and_retry_the_same_runs(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """M API servers: each its own process state and data dir, one run store between them."""
+    import httpx
+
+    from host import HostConfig, PluginHost
+    from host.api import create_app
+
+    from ._scaleout import GRANTS, PLUGINS
+
+    async with contextlib.AsyncExitStack() as stack:
+        clients = []
+        for name in ("api-1", "api-2"):
+            config = HostConfig(
+                plugins_root=PLUGINS,
+                data_dir=tmp_path / name,
+                use_venvs=False,
+                idle_timeout_s=None,
+                grants_file=GRANTS,
+            )
+            plugins = await stack.enter_async_context(PluginHost(config))
+            store = await stack.enter_async_context(PostgresRunStore(postgres_url))
+            app = create_app(plugins, store)
+            await app.state.plugbox.ready()
+            transport = httpx.ASGITransport(app=app)
+            client = httpx.AsyncClient(transport=transport, base_url="http://test")
+            clients.append(await stack.enter_async_context(client))
+        one, two = clients
+        run_id = await store.create_run(workflow_definition={"nodes": []})
+        await store.enqueue(run_id)
+        job = await store.claim("w", lease_s=60, max_deaths=3)
+        assert job is not None
+        await store.record_node_result(run_id, "n", plugin="p", status="failed", attempts=3)
+        assert await store.finish(run_id, "w", JobState.FAILED, None)
+        for client in (one, two):
+            ready = await client.get("/readyz")
+            assert ready.status_code == 200, ready.text
+            assert ready.json()["checks"]["store"]["ok"] is True
+        listed = (await one.get("/api/v1/runs", params={"state": "failed"})).json()
+        assert [r["run_id"] for r in listed["runs"]] == [run_id]
+        retried = await two.post(f"/api/v1/runs/{run_id}/retry", json={})
+        assert retried.status_code == 200, retried.text
+        shown = (await one.get(f"/api/v1/runs/{run_id}")).json()
+        assert shown["job"]["state"] == "pending"
+        assert [n["attempt_group"] for n in shown["nodes"]] == [0]
