@@ -6,7 +6,7 @@ opening one database at once migrate it once, and a failed migration leaves the 
 whole (PostgreSQL's DDL is transactional). The version lives in `plugbox_schema_version` (one
 row). Migrations are append-only lists of statements. A database newer than this plugbox is
 refused rather than written with an older idea of the tables. The tables mirror the SQLite
-backend's schema v5 (`_schema`); times are epoch seconds of the database's clock.
+backend's schema v6 (`_schema`); times are epoch seconds of the database's clock.
 """
 
 from __future__ import annotations
@@ -39,12 +39,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             seq BIGSERIAL NOT NULL,
             PRIMARY KEY (run_id, section, key)
         )""",
+        # Artifacts in their plugin's namespace (the owner is part of the key).
         """CREATE TABLE artifacts (
             run_id BIGINT NOT NULL REFERENCES runs(id),
+            owner TEXT NOT NULL,
             name TEXT NOT NULL,
             content_type TEXT NOT NULL,
             body BYTEA NOT NULL,
-            PRIMARY KEY (run_id, name)
+            PRIMARY KEY (run_id, owner, name)
         )""",
         """CREATE TABLE node_results (
             run_id BIGINT NOT NULL REFERENCES runs(id),

@@ -40,6 +40,7 @@ from ._protocol import (
     NodeAttempt,
     RunSummary,
     WorkflowRun,
+    artifact_path,
     to_json,
 )
 
@@ -248,21 +249,27 @@ class PostgresRunStore:
     async def node_history(self, run_id: int) -> list[NodeAttempt]:
         return await self._run(lambda conn: jobs.node_history(conn, run_id))
 
-    async def put_artifact(self, run_id: int, name: str, content_type: str, body: bytes) -> None:
+    async def put_artifact(
+        self, run_id: int, owner: str, name: str, content_type: str, body: bytes
+    ) -> None:
+        artifact_path(owner, name)  # raises on a path, `..` or a foreign owner name
+
         async def work(conn: Conn) -> None:
             await conn.execute(
-                "INSERT INTO artifacts VALUES (%s, %s, %s, %s) ON CONFLICT (run_id, name)"
+                "INSERT INTO artifacts (run_id, owner, name, content_type, body)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (run_id, owner, name)"
                 " DO UPDATE SET content_type = excluded.content_type, body = excluded.body",
-                (run_id, name, content_type, body),
+                (run_id, owner, name, content_type, body),
             )
 
         await self._run(work)
 
-    async def get_artifact(self, run_id: int, name: str) -> tuple[str, bytes] | None:
+    async def get_artifact(self, run_id: int, owner: str, name: str) -> tuple[str, bytes] | None:
         async def work(conn: Conn) -> tuple[str, bytes] | None:
             cursor = await conn.execute(
-                "SELECT content_type, body FROM artifacts WHERE run_id = %s AND name = %s",
-                (run_id, name),
+                "SELECT content_type, body FROM artifacts"
+                " WHERE run_id = %s AND owner = %s AND name = %s",
+                (run_id, owner, name),
             )
             row = await cursor.fetchone()
             return (str(row[0]), bytes(row[1])) if row else None
@@ -272,9 +279,10 @@ class PostgresRunStore:
     async def list_artifacts(self, run_id: int) -> list[str]:
         async def work(conn: Conn) -> list[str]:
             cursor = await conn.execute(
-                "SELECT name FROM artifacts WHERE run_id = %s ORDER BY name", (run_id,)
+                "SELECT owner, name FROM artifacts WHERE run_id = %s ORDER BY owner, name",
+                (run_id,),
             )
-            return [str(row[0]) for row in await cursor.fetchall()]
+            return [f"{owner}/{name}" for owner, name in await cursor.fetchall()]
 
         return await self._run(work)
 

@@ -12,7 +12,14 @@ import anyio
 import pytest
 
 from host.completion import idempotency_key
-from host.store import HOST_WRITER, JobRunning, JobState, RunStore, open_store
+from host.store import (
+    HOST_WRITER,
+    InvalidArtifactName,
+    JobRunning,
+    JobState,
+    RunStore,
+    open_store,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -249,55 +256,25 @@ async def test_runs_fields_tokens_and_artifacts(store_url: str, tmp_path: Path) 
         assert by_token is not None
         assert by_token.id == run_id
         assert await store.get_run_by_token(token[:-1] + "x") is None
-        await store.put_artifact(run_id, "transcript.txt", "text/plain", b"hello")
-        await store.put_artifact(run_id, "audio.wav", "audio/wav", b"\x00\xff" * 1000)
-        await store.put_artifact(run_id, "transcript.txt", "text/markdown", b"# hi")  # replaced
-        assert await store.list_artifacts(run_id) == ["audio.wav", "transcript.txt"]
-        assert await store.get_artifact(run_id, "transcript.txt") == ("text/markdown", b"# hi")
-        assert await store.get_artifact(run_id, "audio.wav") == ("audio/wav", b"\x00\xff" * 1000)
-        assert await store.get_artifact(run_id, "missing") is None
-
-
-async def test_run_summaries_count_current_results_newest_first_and_the_store_is_writable(
-    store_url: str, tmp_path: Path
-) -> None:
-    async with open_store(store_url, data_dir=tmp_path) as store:
-        ids = await _runs(store, 3)
-        await store.record_node_result(ids[0], "a", plugin="p", status="failed", attempts=3)
-        await store.record_node_result(ids[0], "b", plugin="p", status="done", attempts=1)
-        summaries = await store.run_summaries(limit=2)
-        assert [s.run_id for s in summaries] == [ids[2], ids[1]]
-        assert (summaries[0].done, summaries[0].failed, summaries[0].recorded) == (0, 0, 0)
-        oldest = (await store.run_summaries(limit=3))[-1]
-        assert (oldest.run_id, oldest.done, oldest.failed, oldest.recorded) == (ids[0], 1, 1, 2)
-        assert oldest.created_at > 0
-        await store.check_writable()
-
-
-async def test_a_deferred_job_stays_pending_and_is_claimable_only_after_its_delay(
-    store_url: str, tmp_path: Path
-) -> None:
-    async with open_store(store_url, data_dir=tmp_path) as store:
-        first, second = await _runs(store, 2)
-        job = await store.claim("w", lease_s=60, max_deaths=3)
-        assert job is not None
-        assert job.run_id == first
-        assert await store.release(first, "w", delay_s=3600)  # its plugin's circuit is open
-        deferred = await store.get_job(first)
-        assert deferred is not None
-        assert deferred.state is JobState.PENDING
-        assert deferred.not_before is not None
-        assert deferred.deaths == 0
-        assert [j.run_id for j in await store.claimable()] == [second]
-        taken = await store.claim("w", lease_s=60, max_deaths=3)
-        assert taken is not None
-        assert taken.run_id == second
-        assert await store.claim("w", lease_s=60, max_deaths=3) is None
-        assert await store.claim("w", lease_s=60, max_deaths=3, run_id=first) is None
-        assert await store.retry(first) == []  # a retry revives it at once
-        again = await store.claim("w", lease_s=60, max_deaths=3)
-        assert again is not None
-        assert again.run_id == first
-        assert again.not_before is None
-        assert await store.release(first, "w")  # a drain: claimable at once
-        assert [j.run_id for j in await store.claimable()] == [first]
+        await store.put_artifact(run_id, "qa", "transcript.txt", "text/plain", b"hello")
+        await store.put_artifact(run_id, "qa", "audio.wav", "audio/wav", b"\x00\xff" * 1000)
+        await store.put_artifact(run_id, "qa", "transcript.txt", "text/markdown", b"# hi")
+        await store.put_artifact(run_id, "other", "transcript.txt", "text/plain", b"mine")
+        assert await store.list_artifacts(run_id) == [
+            "other/transcript.txt",
+            "qa/audio.wav",
+            "qa/transcript.txt",
+        ]
+        # Replaced only in its owner's namespace; another plugin's of that name stays apart.
+        replaced = await store.get_artifact(run_id, "qa", "transcript.txt")
+        assert replaced == ("text/markdown", b"# hi")
+        apart = await store.get_artifact(run_id, "other", "transcript.txt")
+        assert apart == ("text/plain", b"mine")
+        assert await store.get_artifact(run_id, "qa", "audio.wav") == (
+            "audio/wav",
+            b"\x00\xff" * 1000,
+        )
+        assert await store.get_artifact(run_id, "qa", "missing") is None
+        for owner, name in (("qa", "../x"), ("qa", "a/b"), ("../qa", "x"), ("qa", ".hidden")):
+            with pytest.raises(InvalidArtifactName):
+                await store.put_artifact(run_id, owner, name, "text/plain", b"x")
