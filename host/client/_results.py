@@ -36,9 +36,9 @@ def check_result(
     """The value if it is a JSON object within the limits; raises `ResultError` otherwise."""
     if not isinstance(value, dict):
         raise ResultError(plugin, f"expected a JSON object, got {type(value).__name__}")
-    depth = _depth(value, max_depth)
-    if depth > max_depth:
-        raise ResultError(plugin, f"nested deeper than {max_depth} levels")
+    too_deep = _too_deep(value, max_depth)
+    if too_deep is not None:
+        raise ResultError(plugin, f"nested deeper than {max_depth} levels at {too_deep}")
     try:
         size = len(json.dumps(value, allow_nan=False, separators=(",", ":")).encode())
     except (TypeError, ValueError) as exc:
@@ -48,19 +48,22 @@ def check_result(
     return value
 
 
-def _depth(value: Any, limit: int) -> int:
-    """Nesting depth of containers, counted iteratively and abandoned past `limit`."""
-    deepest, stack = 0, [(value, 1)]
+def _too_deep(value: Any, limit: int) -> str | None:
+    """The JSON path (shortened) of a container nested deeper than `limit`, found iteratively;
+    None when there is none."""
+    stack: list[tuple[Any, int, tuple[str, ...]]] = [(value, 1, ())]
     while stack:
-        item, level = stack.pop()
+        item, level, path = stack.pop()
         if not isinstance(item, dict | list):
             continue
-        deepest = max(deepest, level)
-        if deepest > limit:
-            return deepest
-        children = item.values() if isinstance(item, dict) else item
-        stack.extend((child, level + 1) for child in children)
-    return deepest
+        if level > limit:
+            shown = "".join(path[:12]) + ("..." if len(path) > 12 else "")
+            return f"$.{shown.lstrip('.')}" if shown else "$"
+        pairs = item.items() if isinstance(item, dict) else enumerate(item)
+        for key, child in pairs:
+            step = f"[{key}]" if isinstance(item, list) else f".{key}"
+            stack.append((child, level + 1, (*path, step) if len(path) < 13 else path))
+    return None
 
 
 def error_entry(plugin: str, error: Exception) -> dict[str, Any]:

@@ -4,8 +4,10 @@ Contract: one UTF-8 JSON object per line (`\\n`, a trailing `\\r` tolerated, bla
 `MessageDecoder.feed` takes arbitrary byte chunks and returns the messages completed so far; a line
 that is not valid UTF-8, not JSON or not a JSON-RPC message becomes an in-band `ParseFailure`, and a
 line longer than the maximum frame size is discarded up to its newline and reported as an in-band
-`FrameTooLarge` failure. The decoder never raises on bad input. `params` and `result` stay raw
-(`msgspec.Raw`) until the session decodes them with the method's typed decoder.
+`FrameTooLarge` failure; a line nested too deep for the decoder (a nesting bomb) becomes a
+`ParseFailure` naming the JSON path where it goes too deep. The decoder never raises on bad input.
+`params` and `result` stay raw (`msgspec.Raw`) until the session decodes them with the method's
+typed decoder.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from ._methods import DEFAULT_MAX_FRAME_SIZE
 RequestId = int | str
 _NO_PARAMS = msgspec.Raw(b"")
 _HEAD = 256  # bytes of an oversize frame kept to find its id
+# Where a frame's nesting is refused: msgspec recurses once per level, and Python's default
+# recursion limit (1000) stops it near there; the error names the path at this depth.
+MAX_FRAME_DEPTH = 500
 _ID_IN_HEAD = re.compile(rb'"id"\s*:\s*(-?\d+|"(?:[^"\\]|\\.)*")')
 
 
@@ -126,7 +131,44 @@ def decode_frame(line: bytes) -> Message | ParseFailure:
         return ParseFailure(
             ParseError(f"not a JSON-RPC message: {exc}"), id=_id_from_head(line[:_HEAD])
         )
+    except RecursionError:  # a nesting bomb: the decoder recurses per level; nothing is lost
+        problem = f"nested deeper than {MAX_FRAME_DEPTH} levels at {deep_path(line)}"
+        return ParseFailure(ParseError(f"frame refused: {problem}"), id=_id_from_head(line[:_HEAD]))
     return _classify(envelope)
+
+
+def deep_path(text: bytes, limit: int = MAX_FRAME_DEPTH) -> str:
+    """The JSON path (`$.result.a[0]`, shortened) where `text` first nests deeper than `limit`
+    containers; `$` when it does not. A byte scan, no recursion: only for error messages."""
+    frames: list[list[Any]] = []  # [key or index, expecting a key] per open container
+    at, size = 0, len(text)
+    while at < size:
+        char = text[at]
+        if char == 0x22:  # a string: skip it, and take it as the key when one is expected
+            end = at + 1
+            while end < size and text[end] != 0x22:
+                end += 2 if text[end] == 0x5C else 1
+            if frames and frames[-1][1]:
+                frames[-1][0], frames[-1][1] = text[at + 1 : end].decode("utf-8", "replace"), False
+            at = end
+        elif char in b"{[":
+            if len(frames) >= limit:
+                return _render(frames)
+            frames.append(["", True] if char == 0x7B else [0, False])
+        elif char in b"}]" and frames:
+            frames.pop()
+        elif char == 0x2C and frames:  # a comma: the next index, or the next key
+            if isinstance(frames[-1][0], int):
+                frames[-1][0] += 1
+            else:
+                frames[-1][1] = True
+        at += 1
+    return "$"
+
+
+def _render(frames: list[list[Any]], shown: int = 12) -> str:
+    parts = [f"[{key}]" if isinstance(key, int) else f".{key}" for key, _ in frames[:shown]]
+    return "$" + "".join(parts) + ("..." if len(frames) > shown else "")
 
 
 def _classify(envelope: _Envelope) -> Message | ParseFailure:

@@ -27,7 +27,14 @@ from ._errors import (
     PluginError,
     PluginTimeout,
 )
-from ._framing import Notification, Request, RequestId, encode_message, unencodable_path
+from ._framing import (
+    Notification,
+    Request,
+    RequestId,
+    deep_path,
+    encode_message,
+    unencodable_path,
+)
 from ._inbound import END, GONE, Inbound, Pending, Redactor, typed_decoder
 from ._methods import DEFAULT_MAX_FRAME_SIZE, CancelParams, Method
 from ._streams import MessageStream
@@ -193,6 +200,12 @@ class RpcSession(Inbound):
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise ParseError(
                 f"result does not match the expected shape: {exc}", plugin=self.name, method=method
+            ) from None
+        except RecursionError:  # deep enough to pass the envelope, too deep for this stack
+            raise ParseError(
+                f"result refused: nested too deep at {deep_path(bytes(raw), 64)}",
+                plugin=self.name,
+                method=method,
             ) from None
 
     def _encoded(self, message: Request | Notification, method: str) -> bytes:

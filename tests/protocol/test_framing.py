@@ -119,3 +119,16 @@ def test_the_decoder_holds_no_more_than_the_frame_limit_while_discarding() -> No
     for _ in range(50):
         assert decoder.feed(b"z" * 999) == []
         assert decoder.pending_bytes <= 1000
+
+
+def test_a_nesting_bomb_is_refused_with_its_id_and_path_and_decoding_goes_on() -> None:
+    bomb = b"[" * 10_000 + b"]" * 10_000
+    frame = b'{"jsonrpc":"2.0","id":7,"result":{"snapshot":{"k":' + bomb + b"}}}\n"
+    after = b'{"jsonrpc":"2.0","id":8,"result":{"ok":true}}\n'
+    failure, message = MessageDecoder().feed(frame + after)
+    assert isinstance(failure, ParseFailure)
+    assert failure.id == 7
+    assert "$.result.snapshot.k[0][0]" in failure.error.message
+    assert "nested deeper than" in failure.error.message
+    assert isinstance(message, SuccessResponse)
+    assert message.id == 8
