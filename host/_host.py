@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import weakref
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -106,6 +107,9 @@ class PluginHost:
         self.logs = PluginLogs(data / "logs")
         # Known secret values, masked out of logs, errors, metrics and stored results.
         self.scrubber = SecretScrubber()
+        self._holds: weakref.WeakKeyDictionary[SecretScrubber, weakref.finalize[Any, Any]] = (
+            weakref.WeakKeyDictionary()
+        )
         self.log_filter = ScrubbingFilter(self.scrubber)
         self._group: anyio.abc.TaskGroup | None = None
 
@@ -171,16 +175,25 @@ class PluginHost:
         definitions: Iterable[Mapping[str, Any] | None] = (),
         user_config: Mapping[str, Any] | None = None,
     ) -> SecretScrubber:
-        """The secrets of one run or request, learnt once: a scrubber for its answers, and the
-        host's (logs, errors, metrics) taught the same values."""
+        """The secrets of one run, learnt once: a scrubber for its answers; the host's (logs,
+        errors, metrics) knows the same values until `forget_secrets(found)` (the run ended) or
+        until the run's scrubber is garbage, so runs never grow the host's set."""
         found = learn_secrets(
             SecretScrubber(),
             self.registry.sensitive_fields,
             definitions=definitions,
             user_config=user_config,
         )
-        self.scrubber.merge(found)
+        # The finaliser holds the release, not `found`: a dropped run still releases its hold.
+        self._holds[found] = weakref.finalize(found, self.scrubber.hold(found.values()))
         return found
+
+    def forget_secrets(self, found: SecretScrubber) -> None:
+        """The run that learnt `found` ended: the host's scrubber forgets its values (unless
+        another run or request still holds them). Idempotent."""
+        hold = self._holds.pop(found, None)
+        if hold is not None:
+            hold()
 
     @contextmanager
     def scoped_secrets(

@@ -32,7 +32,7 @@ from .._keys import HOST_WRITER, KeyRule
 from .._manifest import PHASE_ORDER, Manifest
 from ..client import CompletionAnswer, ResultError
 from ..store import RunStore, WorkflowRun
-from ._resolve import resolve
+from ._resolve import Resolution, resolve
 from ._retry import CIRCUIT_WAIT_S, PluginLoadFailed, circuit_wait, is_deterministic
 
 if TYPE_CHECKING:
@@ -72,7 +72,6 @@ async def run_integrations(
     *,
     plugins: PluginHost,
     store: RunStore,
-    scrubber: SecretScrubber | None = None,
     sleep: Sleep = anyio.sleep,
     deadline: float | None = None,
 ) -> CompletionReport:
@@ -96,12 +95,27 @@ async def run_integrations(
         )
     if not work and not unloaded:
         return CompletionReport(run_id, None)
-    token = await store.ensure_public_token(run_id)
-    report = CompletionReport(run_id, token)
+    report = CompletionReport(run_id, await store.ensure_public_token(run_id))
     secrets = plugins.learn_secrets(definitions=(run.workflow_definition,))
-    if scrubber is not None:
-        scrubber.merge(secrets)
     until = deadline if deadline is not None else anyio.current_time() + CIRCUIT_WAIT_S
+    try:  # the host knows the run's secrets while its job runs, never longer
+        await _run_phases(report, run, resolution, plugins, store, secrets, sleep, until)
+    finally:
+        plugins.forget_secrets(secrets)
+    return report
+
+
+async def _run_phases(
+    report: CompletionReport,
+    run: WorkflowRun,
+    resolution: Resolution,
+    plugins: PluginHost,
+    store: RunStore,
+    secrets: SecretScrubber,
+    sleep: Sleep,
+    until: float,
+) -> None:
+    run_id, work, unloaded = run.id, resolution.work, resolution.unloaded
     for name, (nodes, message) in sorted(unloaded.items()):
         job = _PluginJob(plugins, store, secrets, run, name, nodes, sleep, until)
         await job.fail_unloaded(message, report)
@@ -115,7 +129,6 @@ async def run_integrations(
             for name in names:
                 job = _PluginJob(plugins, store, secrets, current, name, work[name], sleep, until)
                 group.start_soon(job.execute, report)
-    return report
 
 
 @dataclass

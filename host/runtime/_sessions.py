@@ -2,8 +2,9 @@
 
 Contract: `create_runtime_sessions(context, plugins=...)` selects the plugins that have runtime
 support and at least one node of their types in `context.workflow_graph` (plugins without
-one start no process), learns the run's secrets once, opens one live session per plugin through
-its `PluginClient`, concurrently, and returns `HostRuntimeSession`s with the contract's
+one start no process), learns the run's secrets once (known host-wide until the last of its
+sessions finished), opens one live session per plugin through its `PluginClient`, concurrently,
+and returns `HostRuntimeSession`s with the contract's
 `attach(task)` and `async on_call_finished(*, gathered_context)`. All sessions of a run share one
 bridge, so one observer is registered however many plugins attach. Each session's pump belongs to
 the session: `on_call_finished` drains it and ends it, bounded, whatever state the plugin is in.
@@ -68,6 +69,7 @@ class HostRuntimeSession:
     live: LiveSession | None = None
     open_error: PluginError | None = None
     keys: KeyRule | None = None  # the log keys its snapshot may set (None: its name and prefix)
+    held: HeldSecrets | None = None  # the run's secrets, known host-wide until the call ends
 
     def attach(self, task: Any) -> None:
         """The contract's hook: the run's one observer joins `task` (a pipecat PipelineWorker)."""
@@ -80,6 +82,13 @@ class HostRuntimeSession:
         session never opened, its process died or restarted during the call (`PluginCrashed`),
         or it answers too late (`PluginTimeout`); `ResultError` when the snapshot is unstorable.
         """
+        try:
+            return await self._finish(gathered_context)
+        finally:
+            if self.held is not None:
+                self.held.finished(self.name)
+
+    async def _finish(self, gathered_context: dict[str, Any]) -> dict[str, Any] | None:
         queue, live = self.queue, self.live
         if queue is None or live is None:
             raise self.open_error or PluginError("session was never opened", plugin=self.name)
@@ -113,6 +122,21 @@ class HostRuntimeSession:
         return {"delivered": self.queue.delivered, "dropped": self.queue.dropped}
 
 
+class HeldSecrets:
+    """A run's secrets, known to the host's scrubber (logs, errors) until every session of the
+    run has finished its call (or the run's objects are garbage): runs never grow the host's set."""
+
+    def __init__(self, plugins: PluginHost, secrets: SecretScrubber, open_: set[str]) -> None:
+        self._plugins, self._secrets, self._open = plugins, secrets, set(open_)
+        if not self._open:
+            plugins.forget_secrets(secrets)
+
+    def finished(self, name: str) -> None:
+        self._open.discard(name)
+        if not self._open:
+            self._plugins.forget_secrets(self._secrets)
+
+
 async def create_runtime_sessions(
     context: IntegrationRuntimeContext, *, plugins: PluginHost
 ) -> list[HostRuntimeSession]:
@@ -129,9 +153,15 @@ async def create_runtime_sessions(
     )
     wanted = _plugins_with_nodes(context.workflow_graph or {}, plugins)
     bridge = RunBridge(context.workflow_run_id)
-    opened = await _open_all(wanted, context, bridge, plugins, secrets)
+    try:
+        opened = await _open_all(wanted, context, bridge, plugins, secrets)
+    except BaseException:
+        plugins.forget_secrets(secrets)
+        raise
     sessions = [session for name in wanted if (session := opened[name]) is not None]
+    held = HeldSecrets(plugins, secrets, {session.name for session in sessions})
     for session in sessions:
+        session.held = held
         if session.queue is not None:
             bridge.add(session.queue)
             plugins.spawn(session.queue.pump)

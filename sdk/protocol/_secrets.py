@@ -7,8 +7,9 @@ sensitive fields of node dicts, or from credential-like keys of a `user_config`)
 by its mask in text and JSON values; `ScrubbingFilter` applies it to log records. Both peers use
 this module, so a secret is masked the same way in a plugin's log line, the host's log, an error
 text and a stored result. `scrub` walks iteratively, replaces a container nested deeper than
-`MAX_DEPTH` by `TOO_DEEP` and never raises; `scoped(values)` knows values for one request or run
-only. Standard library only.
+`MAX_DEPTH` by `TOO_DEEP` and never raises; `scoped(values)` and `hold(values)` know values for
+one request or run only. Matching is `SecretMatcher` (`_matcher.py`): one scan per text, changed
+value by value. Standard library only.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from ._matcher import KEY_LENGTH, SecretMatcher
+
 MASK_CHAR = "*"
 VISIBLE_TAIL = 4
-MIN_SECRET_LENGTH = 6  # shorter values collide with ordinary words too often to scrub
+MIN_SECRET_LENGTH = KEY_LENGTH  # 6: shorter values collide with ordinary words too often
 MAX_DEPTH = 256  # JSON nested deeper than this is no data a plugin, a store or a log needs
 TOO_DEEP = f"[plugbox: nested deeper than {MAX_DEPTH} levels]"
 # Keys in `user_config` that hold provider credentials (API keys, tokens, passwords...).
@@ -111,9 +114,9 @@ class SecretScrubber:
 
     def __init__(self, values: Iterable[str] = ()) -> None:
         self._lock = threading.Lock()
-        self._secrets: frozenset[str] = frozenset()
+        self._secrets: set[str] = set()
         self._scoped: Counter[str] = Counter()
-        self._pattern: re.Pattern[str] | None = None
+        self._matcher = SecretMatcher()  # their union; changed value by value, never rebuilt whole
         self.add(values)
 
     @property
@@ -125,35 +128,44 @@ class SecretScrubber:
         """Learn more secret values; values shorter than `MIN_SECRET_LENGTH` are ignored."""
         fresh = _worth_scrubbing(values)
         with self._lock:
-            if fresh <= self._secrets:
-                return
-            self._secrets = self._secrets | fresh
-            self._compile()
+            for value in fresh - self._secrets:
+                self._secrets.add(value)
+                if value not in self._scoped:
+                    self._matcher.add(value)
 
     @contextmanager
     def scoped(self, values: Iterable[str]) -> Iterator[SecretScrubber]:
         """Know `values` while the block runs, then forget them (unless learnt for good)."""
-        fresh = _worth_scrubbing(values) - self._secrets
-        with self._lock:
-            new = any(value not in self._scoped for value in fresh)
-            self._scoped.update(fresh)
-            if new:
-                self._compile()
+        release = self.hold(values)
         try:
             yield self
         finally:
-            with self._lock:
-                self._scoped.subtract(fresh)
-                gone = [value for value in fresh if self._scoped[value] <= 0]
-                for value in gone:
-                    del self._scoped[value]
-                if gone:
-                    self._compile()
+            release()
 
-    def _compile(self) -> None:
-        # Longest first, so a secret containing another is replaced whole.
-        ordered = sorted(self._secrets | self._scoped.keys(), key=len, reverse=True)
-        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+    def hold(self, values: Iterable[str]) -> Callable[[], None]:
+        """Know `values` until the returned release is called (a run's secrets, for as long as
+        the run lives). Reference-counted per value; releasing twice releases once."""
+        fresh = _worth_scrubbing(values)
+        with self._lock:
+            for value in fresh:
+                if value not in self._scoped and value not in self._secrets:
+                    self._matcher.add(value)
+                self._scoped[value] += 1
+        released = threading.Event()
+
+        def release() -> None:
+            with self._lock:
+                if released.is_set():
+                    return
+                released.set()
+                for value in fresh:
+                    self._scoped[value] -= 1
+                    if self._scoped[value] <= 0:
+                        del self._scoped[value]
+                        if value not in self._secrets:
+                            self._matcher.remove(value)
+
+        return release
 
     def add_from_nodes(
         self, nodes: Iterable[Mapping[str, Any]], sensitive: SensitiveLookup
@@ -163,17 +175,17 @@ class SecretScrubber:
 
     def values(self) -> frozenset[str]:
         """Every secret value known now (lifetime and scoped)."""
-        return self._secrets | self._scoped.keys()
+        with self._lock:
+            return frozenset(self._secrets | self._scoped.keys())
 
     def merge(self, other: SecretScrubber) -> None:
         """Learn every value another scrubber knows."""
-        self.add(other._secrets | other._scoped.keys())
+        self.add(other.values())
 
     def scrub_text(self, text: str) -> str:
-        pattern = self._pattern
-        if pattern is None or not text:
+        if not text:
             return text
-        return pattern.sub(lambda match: mask(match.group(0)), text)
+        return self._matcher.sub(text, mask)
 
     def scrub(self, value: Any) -> Any:
         """A copy of a JSON value with every known secret in its strings (and keys) masked.

@@ -123,14 +123,48 @@ async def test_what_is_sent_is_redacted_for_the_plugin_and_answers_are_scrubbed(
     assert SECRET[-4:] in str(snapshot)
 
 
-async def test_the_hosts_log_filter_masks_secrets_learnt_by_a_run(
+async def test_the_hosts_log_filter_masks_secrets_learnt_by_a_run_while_it_lives(
     plugins: PluginHost, caplog: pytest.LogCaptureFixture
 ) -> None:
-    plugins.learn_secrets(user_config={"llm": {"api_key": "sk-learnt-in-a-run"}})
+    run = plugins.learn_secrets(user_config={"llm": {"api_key": "sk-learnt-in-a-run"}})
     with caplog.at_level(logging.INFO, logger="plugbox.runtime"):
         logging.getLogger("plugbox.runtime").warning("provider said %s", "sk-learnt-in-a-run")
-    assert "sk-learnt-in-a-run" not in caplog.text
+        plugins.forget_secrets(run)  # the run ended
+        logging.getLogger("plugbox.runtime").warning("later: %s", "sk-learnt-in-a-run")
     assert "provider said **************-run" in caplog.text
+    assert "provider said sk-learnt-in-a-run" not in caplog.text
+    assert "later: sk-learnt-in-a-run" in caplog.text  # forgotten with its run
+    assert run.scrub_text("sk-learnt-in-a-run") == "**************-run"  # the run's own still knows
+
+
+async def test_after_many_runs_the_hosts_secret_set_has_not_grown(
+    plugins: PluginHost, tmp_path: Path
+) -> None:
+    """Live calls and completion jobs, each with its own secret: the host's scrubber knows each
+    while its run lives and none after; nothing accumulates."""
+    from host.completion import SQLiteRunStore, run_integrations
+    from host.runtime import create_runtime_sessions, finish_call
+
+    baseline = plugins.scrubber.values()
+    async with SQLiteRunStore(tmp_path / "r.db") as store:
+        for n in range(20):
+            secret = f"per-run-secret-{n:04d}"
+            node = {"id": "r", "type": "recorder_all", "data": {"name": "r", "secret": secret}}
+            graph = {"nodes": [node]}
+            run_id = await store.create_run(workflow_definition=graph)
+            sessions = await create_runtime_sessions(
+                IntegrationRuntimeContext(
+                    run_id, workflow_graph=graph, user_config={"llm": {"api_key": f"sk-{secret}"}}
+                ),
+                plugins=plugins,
+            )
+            assert sessions
+            assert {secret, f"sk-{secret}"} <= plugins.scrubber.values()  # known during the call
+            await finish_call(sessions, gathered_context={}, store=store, run_id=run_id)
+            assert plugins.scrubber.values() == baseline  # the call ended: forgotten
+            await run_integrations(run_id, plugins=plugins, store=store)
+            assert plugins.scrubber.values() == baseline
+    assert plugins.scrubber.known == len(baseline)
 
 
 @pytest.mark.parametrize(
