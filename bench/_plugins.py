@@ -58,6 +58,33 @@ PACKAGE = register_package(IntegrationPackageSpec(name=TYPE, nodes=(NODE,),
 """
 
 
+# A package whose session attaches an observer to the shadow task (issue #18): frames, no events.
+SHADOW_SESSION = """
+
+class Observer:
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def on_push_frame(self, data: Any) -> None:
+        self.count += 1
+
+
+class Counter(IntegrationRuntimeSession):
+    name = TYPE
+    subscriptions = frozenset()
+
+    def __init__(self) -> None:
+        self.observer = Observer()
+
+    def attach(self, task: Any) -> None:
+        task.add_observer(self.observer)
+
+    async def on_call_finished(self, *, gathered_context: dict[str, Any]) -> dict[str, Any]:
+        return {{TYPE: {{"events": self.observer.count}}}}
+
+"""
+
+
 MANIFEST = """name = "{name}"
 version = "0.0.1"
 package = "{name}"
@@ -68,13 +95,20 @@ backoff_s = 0.01
 """
 
 
-def make_plugins(root: Path, count: int, prefix: str = "bench") -> list[str]:
+def make_plugins(
+    root: Path, count: int, prefix: str = "bench", *, shadow: bool = False
+) -> list[str]:
+    """`shadow=True`: each plugin's session observes frames through the shadow task instead."""
+    template = TEMPLATE
+    if shadow:
+        start, end = TEMPLATE.index("class Counter"), TEMPLATE.index("def create_runtime_sessions")
+        template = TEMPLATE[:start] + SHADOW_SESSION.lstrip("\n") + "\n" + TEMPLATE[end:]
     names = []
     for index in range(count):
         name = f"{prefix}{index}"
         package = root / name / name
         package.mkdir(parents=True, exist_ok=True)
         (root / name / "plugin.toml").write_text(MANIFEST.format(name=name))
-        (package / "__init__.py").write_text(TEMPLATE.format(name=name))
+        (package / "__init__.py").write_text(template.format(name=name))
         names.append(name)
     return names

@@ -7,7 +7,10 @@ processes subscribed to every event. Also, in the same run: the rate pipecat its
 events per frame at the one-observer pipeline's own frame rate: events/s can never exceed it),
 the bridge's own capacity (events emitted straight into the run's bridge, no pipeline, delivered
 to the same 5 plugins) and the host CPU each event costs in that run. Plugins are started before
-each call, as on a warm host. Writes bench/results/live.json.
+each call, as on a warm host. Then (d) the shadow task (issue #18): 3 plugins whose sessions add a
+pipecat-style observer to their shadow task, so every frame is serialised in the host and rebuilt
+as a real pipecat frame in each plugin (they run on the host's interpreter, where pipecat is
+installed: `use_venvs=False`). Writes bench/results/live.json.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class NoOp(BaseObserver):  # type: ignore[misc]
 
 
 PLUGINS = 5
+SHADOW_PLUGINS = 3
 
 
 async def wall(frames: int, attach: Any = None) -> tuple[float, float]:
@@ -69,10 +73,20 @@ class Bridged:
         self.cpu_s, self.events = cpu_s, events
 
 
-async def bridged(frames: int, root: Path, data: Path, *, direct: bool = False) -> Bridged:
-    """The burst with 5 plugins subscribed; `direct` emits into the bridge, no pipeline."""
+async def bridged(
+    frames: int, root: Path, data: Path, *, direct: bool = False, venvs: bool = True
+) -> Bridged:
+    """The burst with every plugin under `root` attached; `direct` emits into the bridge, no
+    pipeline; `venvs=False` runs the plugins on the host's interpreter (pipecat importable)."""
+    config = HostConfig(
+        plugins_root=root,
+        data_dir=data,
+        idle_timeout_s=None,
+        use_venvs=venvs,
+        session_open_timeout_s=30,  # a shadow plugin imports pipecat at its first open
+    )
     async with (
-        PluginHost(HostConfig(plugins_root=root, data_dir=data, idle_timeout_s=None)) as plugins,
+        PluginHost(config) as plugins,
         SQLiteRunStore(data / "runs.db") as store,
     ):
         await plugins.registry.refresh()
@@ -120,24 +134,29 @@ async def _emit_directly(bridge: Any, frames: int) -> None:
 
 async def measure(quick: bool) -> dict[str, dict[str, object]]:
     frames, repeats = (10_000, 2) if quick else (50_000, 3)
-    bares, noops, runs, direct = [], [], [], []
+    bares, noops, runs, direct, shadows = [], [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         root, data = Path(tmp) / "plugins", Path(tmp) / "data"
+        shadow_root = Path(tmp) / "shadow_plugins"
         make_plugins(root, PLUGINS, "live")
+        make_plugins(shadow_root, SHADOW_PLUGINS, "shadow", shadow=True)
         async with PluginHost(HostConfig(plugins_root=root, data_dir=data)) as plugins:
             await plugins.install()
         for _ in range(repeats):  # in turn, so load on the machine hits every figure alike
             bares.append(await wall(frames))
             noops.append(await wall(frames, lambda worker: worker.add_observer(NoOp())))
             runs.append(await bridged(frames, root, data))
+            shadows.append(await bridged(frames, shadow_root, data, venvs=False))
         direct.append(await bridged(frames, root, data, direct=True))
     bare, noop = median([b[0] for b in bares]), median([n[0] for n in noops])
     bridged_s = median([r.pipeline_s for r in runs])
+    shadow_s = median([r.pipeline_s for r in shadows])
     dropped = sum(r.dropped for r in runs + direct)
     # The host's own CPU for delivering an event, read where pipecat adds nothing: the run that
     # emits straight into the bridge (queues, batching, encoding, writes), per event received.
     per_event_cpu = median([r.cpu_s / max(1, r.events) for r in direct])
     print(f"events dropped across runs: {[r.dropped for r in runs + direct]}")
+    print(f"shadow frames received per run: {[r.events for r in shadows]}")
     return {
         "baseline_wall_s": metric(noop, "s"),
         "bare_wall_s": metric(bare, "s"),
@@ -150,6 +169,12 @@ async def measure(quick: bool) -> dict[str, dict[str, object]]:
         "events_per_s_pipeline_ceiling": metric(PLUGINS * frames / noop, "events/s"),
         "bridge_events_per_s": metric(median([r.rate for r in direct]), "events/s"),
         "events_dropped": metric(dropped, "events", 0, "lower"),
+        # (d) 3 plugins observing every frame through their shadow task
+        "shadow_wall_s": metric(shadow_s, "s"),
+        "shadow_overhead_ratio": metric(shadow_s / noop, "x"),
+        "shadow_per_frame_overhead_us": metric((shadow_s - noop) / frames * 1e6, "us"),
+        "shadow_frames_per_s": metric(median([r.rate for r in shadows]), "frames/s"),
+        "shadow_frames_dropped": metric(sum(r.dropped for r in shadows), "frames", 0, "lower"),
     }
 
 

@@ -114,3 +114,40 @@ async def test_a_plugin_sleeping_in_on_push_frame_never_slows_the_call(
     assert live["sleepy"]["status"] == "error"  # it could not answer in time: its loss only
     assert live["shadow_probe"]["dropped"] == 0
     assert logs["shadow_probe"]["tokens"]["total"] > 0
+
+
+async def test_without_pipecat_in_its_venv_a_plugin_observes_stand_ins_with_the_same_figures(
+    tmp_path: Path,
+) -> None:
+    # A real venv built by the host (the SDK and its few dependencies, no pipecat).
+    config = HostConfig(
+        plugins_root=PLUGINS.parent / "standin_plugins",
+        data_dir=tmp_path / "data",
+        idle_timeout_s=None,
+        session_open_timeout_s=60,
+    )
+    with anyio.fail_after(240):
+        async with PluginHost(config) as plugins, SQLiteRunStore(tmp_path / "runs.db") as store:
+            await plugins.registry.refresh()
+            run_id = await store.create_run(workflow_definition={"nodes": []})
+            sessions = await create_runtime_sessions(
+                IntegrationRuntimeContext(run_id, workflow_graph=graph("standin_probe")),
+                plugins=plugins,
+            )
+            local = in_process_probe()
+
+            def attach(worker: Any) -> None:
+                local.attach(worker)
+                for session in sessions:
+                    session.attach(worker)
+
+            await run_scripted_call(attach=attach, turn_tracking=True)
+            logs = await finish_call(sessions, gathered_context={}, store=store, run_id=run_id)
+    expected = (await local.on_call_finished(gathered_context={}))["shadow_probe"]
+    seen = logs["standin_probe"]
+    assert seen["pipecat_importable"] is False
+    assert seen["tokens"] == expected["tokens"]
+    assert seen["tokens"]["total"] > 0
+    assert seen["transcript"] == expected["transcript"]
+    assert seen["classes"] == expected["classes"]
+    assert seen["upstream"] == expected["upstream"]
