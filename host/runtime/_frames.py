@@ -57,7 +57,7 @@ def encode_frame(pushed: Any, *, audio: bool = False) -> tuple[dict[str, Any], i
     fields: dict[str, Any] = {}
     stored = frame.__dict__  # not getattr: StartFrame warns on reads of its deprecated fields
     for name in names:
-        value = _value(stored.get(name), keep_bytes, carried, 0)
+        value = _value(stored.get(name, _SKIP), keep_bytes, carried, 0)
         if value is not _SKIP:
             fields[name] = value
     payload = {
@@ -100,6 +100,8 @@ def _processor_name(processor: Any) -> str | None:
 
 
 def _value(value: Any, keep_bytes: bool, carried: list[int], depth: int) -> Any:
+    if value is _SKIP:
+        return _SKIP
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if depth >= fw.MAX_VALUE_DEPTH:

@@ -14,7 +14,7 @@ from pipecat.processors.frame_processor import FrameDirection
 from host.runtime import RunBridge
 from host.runtime._frames import FrameFilter, encode_frame
 from host.runtime._queue import PluginQueue
-from plugbox_demo.scripted_call import run_scripted_call
+from plugbox_demo.scripted_call import run_frame_burst, run_scripted_call
 from sdk import ShadowTask
 from sdk._rebuild import Rebuilder, StandInFrame
 from sdk.protocol import EventKind, LiveEvent
@@ -132,3 +132,32 @@ async def test_the_bridge_sends_frames_only_to_plugins_with_a_shadow_task() -> N
     assert names == ["on_pipeline_started", "on_pipeline_finished"]
     seqs = [e.seq for e in shadow.events]
     assert seqs == sorted(seqs)
+
+
+async def test_audio_reaches_only_the_plugin_that_asked_until_its_budget_is_spent() -> None:
+    async def never(events: Any, dropped: int) -> None:
+        raise AssertionError("not pumped")
+
+    chunk = b"\x00\x01" * 320  # 20 ms of 16 kHz mono
+    listener = PluginQueue(
+        "listener",
+        "a",
+        never,
+        capacity=10**6,
+        frames=FrameFilter(audio=True, audio_budget_bytes=6400),
+    )
+    deaf = PluginQueue("deaf", "b", never, capacity=10**6, frames=FrameFilter())
+    bridge = RunBridge(1)
+    bridge.add(listener)
+    bridge.add(deaf)
+    burst = [f.OutputAudioRawFrame(chunk, sample_rate=16000, num_channels=1) for _ in range(25)]
+    await run_frame_burst(burst, attach=bridge.attach)
+    heard = [e for e in listener.events if e.data.get("cls") == "OutputAudioRawFrame"]
+    assert len(heard) == 10  # 10 x 640 bytes fill the 6,400-byte budget
+    assert listener.audio_over == 15
+    assert listener.dropped == 15
+    assert not [e for e in deaf.events if e.data.get("cls") == "OutputAudioRawFrame"]
+    assert [e.data["cls"] for e in deaf.events if e.kind == EventKind.FRAME] == [
+        "StartFrame",
+        "EndFrame",
+    ]
