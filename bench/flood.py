@@ -25,7 +25,7 @@ sys.path[:] = [str(Path(__file__).resolve().parent.parent)] + [
 
 from bench._common import arguments, metric, print_table, write_results
 from host import HostConfig, PluginHost
-from host.runtime import IntegrationRuntimeContext, create_runtime_sessions
+from host.runtime import IntegrationRuntimeContext, open_call
 from plugbox_demo.scripted_call import run_scripted_call
 
 PLUGIN = """
@@ -115,15 +115,15 @@ async def one_run(root: Path, lines: int, notes: int, calls: int) -> dict[str, f
             group.start_soon(ticker, stalls, stop)
             for run_id in range(calls):
                 context = IntegrationRuntimeContext(run_id, workflow_graph=graph, user_config={})
-                sessions = await create_runtime_sessions(context, plugins=plugins)
+                async with open_call(context, plugins=plugins) as sessions:
 
-                def attach(worker: Any, sessions: Any = sessions) -> None:
+                    def attach(worker: Any, sessions: Any = sessions) -> None:
+                        for session in sessions:
+                            session.attach(worker)
+
+                    await run_scripted_call(attach=attach)
                     for session in sessions:
-                        session.attach(worker)
-
-                await run_scripted_call(attach=attach)
-                for session in sessions:
-                    await session.on_call_finished(gathered_context={})
+                        await session.on_call_finished(gathered_context={})
             stop.set()
         proc = handle._proc
         dropped = (proc.stderr.budget.dropped if proc else 0) + handle._log_budget.dropped

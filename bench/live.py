@@ -40,7 +40,7 @@ from bench._common import arguments, median, metric, print_table, write_results
 from bench._plugins import make_plugins
 from host import HostConfig, PluginHost
 from host.completion import SQLiteRunStore
-from host.runtime import IntegrationRuntimeContext, create_runtime_sessions, finish_call
+from host.runtime import IntegrationRuntimeContext, finish_call, open_call
 from plugbox_demo.scripted_call import run_frame_burst
 from sdk.protocol import Calls, EventKind, PingParams
 
@@ -96,31 +96,31 @@ async def bridged(
                 group.start_soon(partial(plugins.get(name).call, Calls.PING, PingParams()))
         graph = {"nodes": {n: {"id": n, "type": n, "data": {"name": n}} for n in plugins.manifests}}
         run_id = await store.create_run(workflow_definition={"nodes": []})
-        sessions = await create_runtime_sessions(
+        async with open_call(
             IntegrationRuntimeContext(run_id, workflow_graph=graph), plugins=plugins
-        )
-        for session in sessions:
-            # A 50,000-frame burst queued up front keeps pipecat's tasks busy without yielding,
-            # so the pumps mostly run once it is done: size the queues for the burst and
-            # measure delivery, not overflow (a live call paces its frames).
-            assert session.queue is not None
-            session.queue.capacity = frames + 10
-        burst = [f.LLMTextFrame("token ") for _ in range(frames)]
-
-        def attach(worker: Any) -> None:
+        ) as sessions:
             for session in sessions:
-                session.attach(worker)
+                # A 50,000-frame burst queued up front keeps pipecat's tasks busy without yielding,
+                # so the pumps mostly run once it is done: size the queues for the burst and
+                # measure delivery, not overflow (a live call paces its frames).
+                assert session.queue is not None
+                session.queue.capacity = frames + 10
+            burst = [f.LLMTextFrame("token ") for _ in range(frames)]
 
-        cpu, started = time.process_time(), time.perf_counter()
-        if direct:
-            await _emit_directly(sessions[0].bridge, frames)
-        else:
-            await run_frame_burst(burst, attach=attach)
-        pipeline_s = time.perf_counter() - started
-        logs = await finish_call(sessions, gathered_context={}, store=store, run_id=run_id)
-        delivered_s, cpu_s = time.perf_counter() - started, time.process_time() - cpu
-        received = sum(int(logs[name]["events"]) for name in plugins.manifests if name in logs)
-        dropped = sum(int(s.delivery()["dropped"]) for s in sessions)
+            def attach(worker: Any) -> None:
+                for session in sessions:
+                    session.attach(worker)
+
+            cpu, started = time.process_time(), time.perf_counter()
+            if direct:
+                await _emit_directly(sessions[0].bridge, frames)
+            else:
+                await run_frame_burst(burst, attach=attach)
+            pipeline_s = time.perf_counter() - started
+            logs = await finish_call(sessions, gathered_context={}, store=store, run_id=run_id)
+            delivered_s, cpu_s = time.perf_counter() - started, time.process_time() - cpu
+            received = sum(int(logs[name]["events"]) for name in plugins.manifests if name in logs)
+            dropped = sum(int(s.delivery()["dropped"]) for s in sessions)
     return Bridged(pipeline_s, received / delivered_s, dropped, cpu_s, received)
 
 

@@ -4,7 +4,7 @@
 bridges a pipecat call to the plugins; `host.completion` runs post-call work.
 
 A platform's calls are also importable from here (loaded on first use, so `import host` stays
-light): `create_runtime_sessions` and `finish_call` during and at the end of a call,
+light): `open_call` (the call's sessions, an `async with`) and `finish_call` at its end,
 `run_integrations` (embedded) or `enqueue_run_integrations` (Redis) after it, `create_app` for the
 HTTP API, `SQLiteRunStore` for runs, `Settings` for the `PLUGBOX_*` environment.
 """
@@ -27,7 +27,7 @@ from .sandbox import SandboxPolicy as SandboxPolicy
 
 # Platform-facing names, imported on first access (pipecat bridge, FastAPI app, run store).
 _LAZY = {
-    "create_runtime_sessions": "host.runtime",
+    "open_call": "host.runtime",
     "finish_call": "host.runtime",
     "run_integrations": "host.completion",
     "enqueue_run_integrations": "host.completion",
@@ -64,8 +64,8 @@ __all__ = [
     "Settings",
     "UnknownPlugin",
     "create_app",
-    "create_runtime_sessions",
     "enqueue_run_integrations",
     "finish_call",
+    "open_call",
     "run_integrations",
 ]

@@ -47,7 +47,7 @@ async def dev_once(
     from plugbox_demo.scripted_call import run_scripted_call
 
     from .completion import SQLiteRunStore, run_integrations
-    from .runtime import IntegrationRuntimeContext, create_runtime_sessions, finish_call
+    from .runtime import IntegrationRuntimeContext, finish_call, open_call
 
     target = plugin_dir  # absolute: the CLI resolves it
     config = HostConfig(plugins_root=target.parent, data_dir=data_dir, sandbox_policy=policy)
@@ -70,20 +70,20 @@ async def dev_once(
         run_id = await store.create_run(workflow_definition=graph)
         nodes = {str(node["id"]): node for node in graph.get("nodes", [])}
         context = IntegrationRuntimeContext(run_id, workflow_graph={"nodes": nodes})
-        sessions = await create_runtime_sessions(context, plugins=plugins)
-        ok = True
-        if sessions:
+        async with open_call(context, plugins=plugins) as sessions:
+            ok = True
+            if sessions:
 
-            def attach(worker: Any) -> None:
-                for session in sessions:
-                    session.attach(worker)
+                def attach(worker: Any) -> None:
+                    for session in sessions:
+                        session.attach(worker)
 
-            gathered = await run_scripted_call(attach=attach)
-            snapshot = await finish_call(
-                sessions, gathered_context=gathered, store=store, run_id=run_id
-            )
-            say("runtime.finish (snapshot)", snapshot)
-            ok = all(s.open_error is None for s in sessions)
+                gathered = await run_scripted_call(attach=attach)
+                snapshot = await finish_call(
+                    sessions, gathered_context=gathered, store=store, run_id=run_id
+                )
+                say("runtime.finish (snapshot)", snapshot)
+                ok = all(s.open_error is None for s in sessions)
         report = await run_integrations(run_id, plugins=plugins, store=store)
         run = await store.get_run(run_id)
         for outcome in report.outcomes:

@@ -32,7 +32,7 @@ from host._grants import Grants
 from host._manifest import discover
 from host.api import create_app
 from host.completion import EmbeddedWorker, SQLiteRunStore
-from host.runtime import LIVE_KEY, IntegrationRuntimeContext, create_runtime_sessions, finish_call
+from host.runtime import LIVE_KEY, IntegrationRuntimeContext, finish_call, open_call
 
 from .scripted_call import run_scripted_call
 
@@ -199,18 +199,18 @@ async def _call_and_complete(
         user_config={"llm": {"provider": "openai", "api_key": "sk-demo-provider-key-000"}},
     )
     t = time.perf_counter()
-    sessions = await create_runtime_sessions(context, plugins=plugins)
-    timings["sessions_open_s"] = time.perf_counter() - t
-    t = time.perf_counter()
+    async with open_call(context, plugins=plugins) as sessions:
+        timings["sessions_open_s"] = time.perf_counter() - t
+        t = time.perf_counter()
 
-    def attach(worker: Any) -> None:
-        for session in sessions:
-            session.attach(worker)
+        def attach(worker: Any) -> None:
+            for session in sessions:
+                session.attach(worker)
 
-    gathered = await run_scripted_call(attach=attach)
-    timings["call_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    await finish_call(sessions, gathered_context=gathered, store=store, run_id=run_id)
+        gathered = await run_scripted_call(attach=attach)
+        timings["call_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        await finish_call(sessions, gathered_context=gathered, store=store, run_id=run_id)
     timings["snapshots_s"] = time.perf_counter() - t
     t = time.perf_counter()
     worker = EmbeddedWorker(store, plugins)

@@ -3,12 +3,14 @@
 Contract: `RunBridge.emit(kind, t_ms, data)` is the observer's sink. It runs inside pipecat's
 observer task, so it never awaits and never blocks: it numbers the event and `offer`s it to each
 plugin queue subscribed to its kind; a full queue (or one whose plugin is gone) drops the event and
-counts it. One pump per queue sends what is queued in batches through its live session (the
-`runtime.events` notifications are the client's); a slow or dead plugin only fills and overflows
-its own queue, never the pipeline's or another plugin's. After the call `drain(timeout)` sends
-what is left (pipecat cancels observer tasks at teardown; the pumps outlive them), bounded, then
-ends the pump and counts the rest as dropped. Every loss is also counted where it happens in
-`plugbox_live_events_dropped_total{plugin, reason}`: `overflow`, `plugin_gone`, `deadline`, and
+counts it. One pump per queue, run by the call (`open_call`), sends what is queued in batches
+through its live session (the `runtime.events` notifications are the client's); a slow or dead
+plugin only fills and overflows its own queue, never the pipeline's or another plugin's. After the
+call `drain(timeout)` sends what is left (pipecat cancels observer tasks at teardown; the pumps
+outlive them, not the call), bounded, then ends the pump and counts the rest as dropped; `end()`
+is the call's teardown when nothing drained it. Every loss is also counted where it happens in
+`plugbox_live_events_dropped_total{plugin, reason}`: `overflow`, `plugin_gone`, `deadline`,
+`call_ended` (still queued when a call ended without its snapshot being asked), and
 `process_died` for events already handed to a process that died before finishing the call (they
 were in its pipe or its session: no snapshot has them).
 """
@@ -67,6 +69,7 @@ class PluginQueue:
         self._send, self.check = send, check
         self._ready, self._done = anyio.Event(), anyio.Event()
         self._closed = False
+        self.ended = False  # the call is over: nothing more is queued or sent
         self._scope: anyio.CancelScope | None = None  # the pump's, so the drain can end it
 
     def wants(self, kind: str) -> bool:
@@ -76,6 +79,9 @@ class PluginQueue:
 
     def offer(self, event: LiveEvent) -> None:
         """Queue an event without waiting; drop and count it when the queue is full."""
+        if self.ended:
+            self._drop(1, "call_ended")
+            return
         if self.failure is not None or len(self.events) >= self.capacity:
             if self.dropped == 0 and self.failure is None:
                 logger.warning("plugin %r is not keeping up: dropping live events", self.plugin)
@@ -109,6 +115,10 @@ class PluginQueue:
             if lost is not None:
                 raise lost  # never restart a plugin mid-call: the session lived in that process
             await self._send(batch, self.dropped)
+        except anyio.get_cancelled_exc_class():
+            # The drain's deadline or the call's end stopped this send: not delivered for sure.
+            self._drop(len(batch), "call_ended" if self.ended else "deadline")
+            raise
         except UnsendableEvents as exc:
             # An event the wire cannot carry (a lone surrogate): that batch only, not the session.
             self._drop(len(batch), "unencodable")
@@ -152,6 +162,17 @@ class PluginQueue:
             logger.warning("plugin %r: audio byte budget spent, audio frames dropped", self.plugin)
         self.audio_over += 1
         self._drop(1, "audio_budget")
+
+    def end(self) -> None:
+        """The call ended (drained or not): refuse more events and drop what is still queued.
+
+        The caller cancels the pump (the call owns it); `offer` counts later events as gone.
+        """
+        self._closed = self.ended = True
+        self._ready.set()
+        if self.events:
+            self._drop(len(self.events), "call_ended")
+            self.events.clear()
 
     def _drop(self, count: int, reason: str) -> None:
         self.dropped += count

@@ -1,19 +1,24 @@
 """Live call layer: the contract's host-side objects — runtime context and runtime sessions.
 
-Contract: `create_runtime_sessions(context, plugins=...)` selects the plugins that have runtime
-support and at least one node of their types in `context.workflow_graph` (plugins without
-one start no process), learns the run's secrets once (known host-wide until the last of its
-sessions finished), opens one live session per plugin through its `PluginClient`, concurrently,
-and returns `HostRuntimeSession`s with the contract's
-`attach(task)` and `async on_call_finished(*, gathered_context)`. All sessions of a run share one
-bridge, so one observer is registered however many plugins attach. Each session's pump belongs to
-the session: `on_call_finished` drains it and ends it, bounded, whatever state the plugin is in.
-It is async (the in-process call is sync) because opening a session crosses the process boundary.
+Contract: `async with open_call(context, plugins=...) as sessions:` is one call. It selects the
+plugins that have runtime support and at least one node of their types in
+`context.workflow_graph` (plugins without one start no process), learns the run's secrets once
+(known host-wide until the last of its sessions finished, or the call ended), opens one live
+session per plugin through its `PluginClient`, concurrently, and yields `HostRuntimeSession`s with
+the contract's `attach(task)` and `async on_call_finished(*, gathered_context)`. All sessions of a
+run share one bridge, so one observer is registered however many plugins attach. Each session's
+pump runs in the call's own task group, never the host's: `on_call_finished` (or `finish_call`)
+drains it and ends it, bounded, whatever state the plugin is in, and leaving the block ends
+whatever is left — a pump stuck on a plugin that stopped reading, or a call that never reached
+`finish_call` — so no pump, queue, `context.messages` provider or held secret outlives its call.
+Events still queued then are dropped and counted (`call_ended`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +97,8 @@ class HostRuntimeSession:
         queue, live = self.queue, self.live
         if queue is None or live is None:
             raise self.open_error or PluginError("session was never opened", plugin=self.name)
+        if queue.ended:
+            raise PluginError("the call ended before its snapshot was asked", plugin=self.name)
         try:
             await queue.drain(DRAIN_TIMEOUT_S)
             lost = queue.failure or live.lost()
@@ -115,6 +122,16 @@ class HostRuntimeSession:
             logger.warning("plugin %r: %d live events dropped", self.name, queue.dropped)
         return snapshot
 
+    def end(self) -> None:
+        """The call is over: end the queue (what is left is dropped), the live session and its
+        hold on the run's secrets (idempotent: a finished session has let go already)."""
+        if self.queue is not None:
+            self.queue.end()
+        if self.live is not None:
+            self.live.close()
+        if self.held is not None:
+            self.held.finished(self.name)
+
     def delivery(self) -> dict[str, int]:
         """Delivery figures for the run's logs (`plugbox_live`)."""
         if self.queue is None:
@@ -137,13 +154,36 @@ class HeldSecrets:
             self._plugins.forget_secrets(self._secrets)
 
 
-async def create_runtime_sessions(
+@asynccontextmanager
+async def open_call(
     context: IntegrationRuntimeContext, *, plugins: PluginHost
-) -> list[HostRuntimeSession]:
-    """Open one session per runtime plugin with a node of its types in the run's graph.
+) -> AsyncIterator[list[HostRuntimeSession]]:
+    """One call: its sessions, opened, and their pumps, which end with the block at the latest.
 
-    Which of its nodes are enabled is the plugin's business (the contract names no field).
+    One session per runtime plugin with a node of its types in the run's graph (which of its
+    nodes are enabled is the plugin's business: the contract names no field).
     """
+    sessions = await _open_sessions(context, plugins)
+    failure: Exception | None = None
+    async with anyio.create_task_group() as pumps:
+        for session in sessions:
+            if session.queue is not None:
+                pumps.start_soon(session.queue.pump)
+        try:
+            yield sessions
+        except Exception as exc:  # re-raised below as itself, not in the group's ExceptionGroup
+            failure = exc
+        finally:
+            for session in sessions:
+                session.end()
+            pumps.cancel_scope.cancel()  # a pump stuck on a full pipe ends here, with its call
+    if failure is not None:
+        raise failure
+
+
+async def _open_sessions(
+    context: IntegrationRuntimeContext, plugins: PluginHost
+) -> list[HostRuntimeSession]:
     registry = plugins.registry
     if not registry.packages():
         await registry.refresh()
@@ -164,7 +204,6 @@ async def create_runtime_sessions(
         session.held = held
         if session.queue is not None:
             bridge.add(session.queue)
-            plugins.spawn(session.queue.pump)
     return sessions
 
 

@@ -40,6 +40,7 @@ from ._methods import DEFAULT_MAX_FRAME_SIZE, CancelParams, Method
 from ._streams import MessageStream
 
 T = TypeVar("T")
+CANCEL_SEND_S = 1.0  # how long a `cancel` notification may wait for room in the peer's pipe
 
 
 class RpcSession(Inbound):
@@ -236,7 +237,10 @@ class RpcSession(Inbound):
             ) from None
 
     async def _send_cancel(self, request_id: RequestId) -> None:
-        with anyio.CancelScope(shield=True):
+        # Shielded, so a cancelled caller still tells the peer; bounded, because a peer that
+        # stopped reading leaves the pipe full and the write would wait forever (it held a host's
+        # shutdown ladder before SIGTERM: the `shutdown` request timed out into this cancel).
+        with anyio.CancelScope(shield=True), anyio.move_on_after(CANCEL_SEND_S):
             # A peer that is gone has nothing left to cancel.
             with contextlib.suppress(PluginError, *GONE):
                 await self.notify(Method.CANCEL, CancelParams(id=request_id))

@@ -21,7 +21,7 @@ from host import HostConfig, PluginHost
 from host._grants import Grants, PluginGrant
 from host.api import create_app
 from host.completion import SQLiteRunStore, run_integrations
-from host.runtime import IntegrationRuntimeContext, create_runtime_sessions, finish_call
+from host.runtime import IntegrationRuntimeContext, finish_call, open_call
 from plugbox_demo.scripted_call import run_scripted_call
 from sdk._compat import install_compat_aliases
 from sdk.protocol import (
@@ -295,10 +295,12 @@ async def test_a_live_call_and_its_completion_through_the_host(
         user_config={"llm": {"provider": "openai", "model": "gpt-4o"}},
         context_messages_provider=lambda: MESSAGES[:2],
     )
-    sessions = await create_runtime_sessions(context, plugins=plugins)
-    assert [s.name for s in sessions] == ["helpdesk"]
-    gathered = await run_scripted_call(attach=lambda worker: [s.attach(worker) for s in sessions])  # type: ignore[func-returns-value]
-    await finish_call(sessions, gathered_context=gathered, store=store, run_id=run_id)
+    async with open_call(context, plugins=plugins) as sessions:
+        assert [s.name for s in sessions] == ["helpdesk"]
+        gathered = await run_scripted_call(
+            attach=lambda worker: [s.attach(worker) for s in sessions]
+        )  # type: ignore[func-returns-value]
+        await finish_call(sessions, gathered_context=gathered, store=store, run_id=run_id)
     usage = {"llm": {"total_tokens": 77}}
     await store.update_fields(run_id, {"usage_info": usage, "recording_url": "rec/1.wav"})
     report = await run_integrations(run_id, plugins=plugins, store=store)

@@ -14,7 +14,7 @@ import pytest
 
 from host import HostConfig, PluginHost
 from host.completion import SQLiteRunStore, run_integrations
-from host.runtime import LIVE_KEY, IntegrationRuntimeContext, create_runtime_sessions, finish_call
+from host.runtime import LIVE_KEY, IntegrationRuntimeContext, finish_call, open_call
 from plugbox_demo.scripted_call import run_scripted_call
 from sdk.protocol import ValidateItem
 
@@ -45,18 +45,18 @@ async def live_call(
     workflow = definition(mode)
     run_id = await store.create_run(workflow_definition=workflow)
     graph = {"nodes": {n["id"]: n for n in workflow["nodes"]}}
-    sessions = await create_runtime_sessions(
+    async with open_call(
         IntegrationRuntimeContext(run_id, workflow_graph=graph), plugins=plugins
-    )
-    if bad_event:
-        sessions[0].bridge.emit("user_transcript", 0.0, {"text": f"bad {LONE}"})
+    ) as sessions:
+        if bad_event:
+            sessions[0].bridge.emit("user_transcript", 0.0, {"text": f"bad {LONE}"})
 
-    def attach(worker: Any) -> None:
-        for session in sessions:
-            session.attach(worker)
+        def attach(worker: Any) -> None:
+            for session in sessions:
+                session.attach(worker)
 
-    await run_scripted_call(attach=attach)
-    await finish_call(sessions, gathered_context={}, store=store, run_id=run_id)
+        await run_scripted_call(attach=attach)
+        await finish_call(sessions, gathered_context={}, store=store, run_id=run_id)
     return run_id
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from host import HostConfig, PluginHost
 from host.completion import SQLiteRunStore, run_integrations
-from host.runtime import LIVE_KEY, IntegrationRuntimeContext, create_runtime_sessions, finish_call
+from host.runtime import LIVE_KEY, IntegrationRuntimeContext, finish_call, open_call
 from plugbox_demo.scripted_call import run_scripted_call
 
 pytestmark = pytest.mark.anyio
@@ -39,14 +39,14 @@ async def test_a_qa_phase_squatter_cannot_change_another_plugins_results(tmp_pat
             context = IntegrationRuntimeContext(
                 run_id, workflow_graph={"nodes": {n["id"]: n for n in workflow["nodes"]}}
             )
-            sessions = await create_runtime_sessions(context, plugins=plugins)
+            async with open_call(context, plugins=plugins) as sessions:
 
-            def attach(worker: Any) -> None:
-                for session in sessions:
-                    session.attach(worker)
+                def attach(worker: Any) -> None:
+                    for session in sessions:
+                        session.attach(worker)
 
-            await run_scripted_call(attach=attach)
-            await finish_call(sessions, gathered_context={}, store=store, run_id=run_id)
+                await run_scripted_call(attach=attach)
+                await finish_call(sessions, gathered_context={}, store=store, run_id=run_id)
             report = await run_integrations(run_id, plugins=plugins, store=store)
             run = await store.get_run(run_id)
             artifact = await store.get_artifact(run_id, "victim", "victim_report.html")

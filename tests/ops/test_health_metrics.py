@@ -18,7 +18,7 @@ from prometheus_client.samples import Sample
 from host import HostConfig, PluginHost
 from host.api import create_app
 from host.completion import EmbeddedWorker, SQLiteRunStore, run_integrations
-from host.runtime import LIVE_KEY, IntegrationRuntimeContext, create_runtime_sessions, finish_call
+from host.runtime import LIVE_KEY, IntegrationRuntimeContext, finish_call, open_call
 from sdk.protocol import Calls, PingParams, PingResult
 
 from ._helpers import OPS_PLUGINS, REPO, chatty_params, served
@@ -202,20 +202,20 @@ async def test_a_plugin_killed_mid_call_counts_the_events_it_was_handed_as_dropp
         )
         or 0.0
     )
-    sessions = await create_runtime_sessions(
+    async with open_call(
         IntegrationRuntimeContext(run_id, workflow_graph=graph), plugins=plugins
-    )
-    (session,) = sessions
-    assert session.queue is not None
-    for index in range(40):
-        session.bridge.emit("transcript.final", float(index), {"text": f"line {index}"})
-    await session.queue.drain(10)  # all 40 are in the plugin's pipe now
-    assert session.queue.delivered == 40
-    proc = await plugins.get("recorder_all").start()
-    proc.process.kill_group(signal.SIGKILL)
-    with anyio.fail_after(10):
-        await proc.exited.wait()
-    await finish_call(sessions, gathered_context={}, store=store, run_id=run_id)
+    ) as sessions:
+        (session,) = sessions
+        assert session.queue is not None
+        for index in range(40):
+            session.bridge.emit("transcript.final", float(index), {"text": f"line {index}"})
+        await session.queue.drain(10)  # all 40 are in the plugin's pipe now
+        assert session.queue.delivered == 40
+        proc = await plugins.get("recorder_all").start()
+        proc.process.kill_group(signal.SIGKILL)
+        with anyio.fail_after(10):
+            await proc.exited.wait()
+        await finish_call(sessions, gathered_context={}, store=store, run_id=run_id)
     run = await store.get_run(run_id)
     assert run is not None
     assert run.logs[LIVE_KEY]["recorder_all"]["delivered"] == 0

@@ -87,12 +87,12 @@ def test_the_operations_doc_has_one_row_per_setting() -> None:
 
 def test_the_platform_calls_are_importable_from_host() -> None:
     from host.completion._arq import enqueue_run_integrations as on_arq
-    from host.runtime import create_runtime_sessions, finish_call
+    from host.runtime import finish_call, open_call
 
-    assert host.create_runtime_sessions is create_runtime_sessions
+    assert host.open_call is open_call
     assert host.finish_call is finish_call
     assert host.enqueue_run_integrations.__doc__ == on_arq.__doc__
-    assert set(host.__all__) >= {"create_runtime_sessions", "finish_call", "create_app"}
+    assert set(host.__all__) >= {"open_call", "finish_call", "create_app"}
     with pytest.raises(AttributeError):
         _ = host.no_such_name
 

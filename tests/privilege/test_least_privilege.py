@@ -16,7 +16,7 @@ from host import HostConfig, PluginHost
 from host._grants import Grants, HostGrants
 from host.api import create_app
 from host.completion import SQLiteRunStore, run_integrations
-from host.runtime import LIVE_KEY, IntegrationRuntimeContext, create_runtime_sessions, finish_call
+from host.runtime import LIVE_KEY, IntegrationRuntimeContext, finish_call, open_call
 from plugbox_demo.scripted_call import run_scripted_call
 from sdk.protocol import mask_value
 
@@ -70,14 +70,14 @@ async def live_call(plugins: PluginHost, store: SQLiteRunStore, workflow: dict[s
         workflow_graph={"nodes": {n["id"]: n for n in workflow["nodes"]}},
         user_config=USER_CONFIG,
     )
-    sessions = await create_runtime_sessions(context, plugins=plugins)
+    async with open_call(context, plugins=plugins) as sessions:
 
-    def attach(worker: Any) -> None:
-        for session in sessions:
-            session.attach(worker)
+        def attach(worker: Any) -> None:
+            for session in sessions:
+                session.attach(worker)
 
-    await run_scripted_call(attach=attach)
-    await finish_call(sessions, gathered_context={}, store=store, run_id=run_id)
+        await run_scripted_call(attach=attach)
+        await finish_call(sessions, gathered_context={}, store=store, run_id=run_id)
     return run_id
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from host import HostConfig, PluginHost
 from host._grants import Grants, PluginGrant
-from host.runtime import IntegrationRuntimeContext, create_runtime_sessions
+from host.runtime import IntegrationRuntimeContext, open_call
 from plugbox_demo.scripted_call import run_scripted_call
 from sdk.protocol import PluginTimeout
 
@@ -81,16 +81,16 @@ async def test_a_hanging_runtime_open_delays_the_call_start_by_at_most_the_host_
             assert plugins.get("hang").manifest.limits.call_timeout_s == 40
             context = IntegrationRuntimeContext(1, workflow_graph=graph, user_config={})
             started = time.monotonic()
-            sessions = await create_runtime_sessions(context, plugins=plugins)
-            waited = time.monotonic() - started
+            async with open_call(context, plugins=plugins) as sessions:
+                waited = time.monotonic() - started
 
-            def attach(worker: Any) -> None:
-                for session in sessions:
-                    session.attach(worker)
+                def attach(worker: Any) -> None:
+                    for session in sessions:
+                        session.attach(worker)
 
-            await run_scripted_call(attach=attach)
-            by_name = {session.name: session for session in sessions}
-            finished = await by_name["quick"].on_call_finished(gathered_context={})
+                await run_scripted_call(attach=attach)
+                by_name = {session.name: session for session in sessions}
+                finished = await by_name["quick"].on_call_finished(gathered_context={})
     assert BOUND_S <= waited < BOUND_S + 1.0
     assert finished == {"quick": {"finished": True}}
     assert isinstance(by_name["hang"].open_error, PluginTimeout)

@@ -22,7 +22,7 @@ import pytest
 from host import HostConfig, PluginHost
 from host.api import create_app
 from host.completion import SQLiteRunStore, run_integrations
-from host.runtime import IntegrationRuntimeContext, create_runtime_sessions, finish_call
+from host.runtime import IntegrationRuntimeContext, finish_call, open_call
 from host.sandbox import SandboxPolicy, probe_layers
 from plugbox_demo.scripted_call import run_scripted_call
 
@@ -50,14 +50,14 @@ async def drive_every_channel(plugins: PluginHost, store: SQLiteRunStore) -> dic
     run_id = await store.create_run(workflow_definition=WORKFLOW, logs={})
     graph = {"nodes": {n["id"]: n for n in WORKFLOW["nodes"]}}
     context = IntegrationRuntimeContext(run_id, workflow_graph=graph, user_config={})
-    sessions = await create_runtime_sessions(context, plugins=plugins)
+    async with open_call(context, plugins=plugins) as sessions:
 
-    def attach(worker: Any) -> None:
-        for session in sessions:
-            session.attach(worker)
+        def attach(worker: Any) -> None:
+            for session in sessions:
+                session.attach(worker)
 
-    await run_scripted_call(attach=attach)
-    await finish_call(sessions, gathered_context={}, store=store, run_id=run_id)
+        await run_scripted_call(attach=attach)
+        await finish_call(sessions, gathered_context={}, store=store, run_id=run_id)
     await run_integrations(run_id, plugins=plugins, store=store)
     app = create_app(plugins, store)
     transport = httpx.ASGITransport(app=app)
