@@ -207,7 +207,7 @@ class PluginHost:
             yield scrubber
 
     def spawn(self, function: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
-        """Run a background task for as long as the host lives (a call's own tasks live in the call)."""
+        """Run a background task for as long as the host lives (a call's tasks live in the call)."""
         if self._group is None:
             raise RuntimeError("PluginHost is used outside `async with`")
         self._group.start_soon(function, *args)

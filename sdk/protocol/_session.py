@@ -240,7 +240,10 @@ class RpcSession(Inbound):
         # Shielded, so a cancelled caller still tells the peer; bounded, because a peer that
         # stopped reading leaves the pipe full and the write would wait forever (it held a host's
         # shutdown ladder before SIGTERM: the `shutdown` request timed out into this cancel).
-        with anyio.CancelScope(shield=True), anyio.move_on_after(CANCEL_SEND_S):
-            # A peer that is gone has nothing left to cancel.
-            with contextlib.suppress(PluginError, *GONE):
-                await self.notify(Method.CANCEL, CancelParams(id=request_id))
+        # A peer that is gone has nothing left to cancel.
+        with (
+            anyio.CancelScope(shield=True),
+            anyio.move_on_after(CANCEL_SEND_S),
+            contextlib.suppress(PluginError, *GONE),
+        ):
+            await self.notify(Method.CANCEL, CancelParams(id=request_id))

@@ -14,7 +14,7 @@ import pytest
 
 from host import HostConfig, PluginHost
 from host.completion import SQLiteRunStore
-from host.runtime import LIVE_KEY, IntegrationRuntimeContext, create_runtime_sessions, finish_call
+from host.runtime import LIVE_KEY, IntegrationRuntimeContext, finish_call, open_call
 from plugbox_demo.scripted_call import run_scripted_call
 
 pytestmark = pytest.mark.anyio
@@ -69,34 +69,36 @@ async def test_a_full_disk_at_call_end_is_waited_out_and_a_crashed_plugin_costs_
             ):
                 await plugins.registry.refresh()
                 run_id = await store.create_run(workflow_definition={"nodes": []})
-                sessions = await create_runtime_sessions(
+                async with open_call(
                     IntegrationRuntimeContext(
                         run_id, workflow_graph=_graph("recorder_all", "recorder_speech")
                     ),
                     plugins=plugins,
-                )
-                victim = await plugins.get("recorder_speech").start()
+                ) as sessions:
+                    victim = await plugins.get("recorder_speech").start()
 
-                def attach(worker: Any) -> None:
-                    for session in sessions:
-                        session.attach(worker)
-                    victim.process.kill_group(signal.SIGKILL)  # one plugin fails mid-call
+                    def attach(worker: Any) -> None:
+                        for session in sessions:
+                            session.attach(worker)
+                        victim.process.kill_group(signal.SIGKILL)  # one plugin fails mid-call
 
-                await run_scripted_call(attach=attach)
-                filler = _fill(full / "filler")
-                logs: dict[str, Any] = {}
+                    await run_scripted_call(attach=attach)
+                    filler = _fill(full / "filler")
+                    logs: dict[str, Any] = {}
 
-                async def finish() -> None:
-                    logs.update(
-                        await finish_call(sessions, gathered_context={}, store=store, run_id=run_id)
-                    )
+                    async def finish() -> None:
+                        logs.update(
+                            await finish_call(
+                                sessions, gathered_context={}, store=store, run_id=run_id
+                            )
+                        )
 
-                async with anyio.create_task_group() as group:
-                    group.start_soon(finish)
-                    while store.faults == 0:  # noqa: ASYNC110 - bounded by fail_after
-                        await anyio.sleep(0.05)
-                    assert _log_keys(db_path, run_id) == set()  # nothing torn in meanwhile
-                    filler.unlink()  # space returns; the same transaction goes through
+                    async with anyio.create_task_group() as group:
+                        group.start_soon(finish)
+                        while store.faults == 0:  # noqa: ASYNC110 - bounded by fail_after
+                            await anyio.sleep(0.05)
+                        assert _log_keys(db_path, run_id) == set()  # nothing torn in meanwhile
+                        filler.unlink()  # space returns; the same transaction goes through
                 run = await store.get_run(run_id)
     finally:
         await anyio.run_process(["umount", "-l", str(full)], check=False)
@@ -126,24 +128,24 @@ async def test_a_snapshot_the_store_cannot_encode_fails_only_its_own_plugin(
         ):
             await plugins.registry.refresh()
             run_id = await store.create_run(workflow_definition={"nodes": []})
-            sessions = await create_runtime_sessions(
+            async with open_call(
                 IntegrationRuntimeContext(
                     run_id, workflow_graph=_graph("recorder_all", "recorder_speech")
                 ),
                 plugins=plugins,
-            )
-            await run_scripted_call(
-                attach=lambda worker: [s.attach(worker) for s in sessions]  # type: ignore[func-returns-value]
-            )
-            broken = next(s for s in sessions if s.name == "recorder_speech")
-            original = broken.on_call_finished
+            ) as sessions:
+                await run_scripted_call(
+                    attach=lambda worker: [s.attach(worker) for s in sessions]  # type: ignore[func-returns-value]
+                )
+                broken = next(s for s in sessions if s.name == "recorder_speech")
+                original = broken.on_call_finished
 
-            async def with_nan(**kwargs: Any) -> dict[str, Any] | None:
-                snapshot = await original(**kwargs)
-                return {**(snapshot or {}), "recorder_speech": float("nan")}  # the seam
+                async def with_nan(**kwargs: Any) -> dict[str, Any] | None:
+                    snapshot = await original(**kwargs)
+                    return {**(snapshot or {}), "recorder_speech": float("nan")}  # the seam
 
-            broken.on_call_finished = with_nan  # type: ignore[method-assign]
-            await finish_call(sessions, gathered_context={}, store=store, run_id=run_id)
+                broken.on_call_finished = with_nan  # type: ignore[method-assign]
+                await finish_call(sessions, gathered_context={}, store=store, run_id=run_id)
             run = await store.get_run(run_id)
     assert run is not None
     assert run.logs["recorder_all"]["events"]

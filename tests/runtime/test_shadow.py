@@ -15,7 +15,7 @@ import pytest
 import host.runtime._sessions as sessions_module
 from host import HostConfig, PluginHost
 from host.completion import SQLiteRunStore
-from host.runtime import LIVE_KEY, IntegrationRuntimeContext, create_runtime_sessions, finish_call
+from host.runtime import LIVE_KEY, IntegrationRuntimeContext, finish_call, open_call
 from plugbox_demo.scripted_call import run_scripted_call
 
 pytestmark = pytest.mark.anyio
@@ -58,18 +58,18 @@ async def test_observers_out_of_process_see_what_they_see_in_process_on_the_same
 ) -> None:
     plugins, store = env
     run_id = await store.create_run(workflow_definition={"nodes": []})
-    sessions = await create_runtime_sessions(
+    async with open_call(
         IntegrationRuntimeContext(run_id, workflow_graph=graph("shadow_probe")), plugins=plugins
-    )
-    local = in_process_probe()
+    ) as sessions:
+        local = in_process_probe()
 
-    def attach(worker: Any) -> None:
-        local.attach(worker)  # in process: the real worker, its real turn tracking observer
-        for session in sessions:
-            session.attach(worker)  # out of process: the plugin's shadow task
+        def attach(worker: Any) -> None:
+            local.attach(worker)  # in process: the real worker, its real turn tracking observer
+            for session in sessions:
+                session.attach(worker)  # out of process: the plugin's shadow task
 
-    gathered = await run_scripted_call(attach=attach, turn_tracking=True)
-    logs = await finish_call(sessions, gathered_context=gathered, store=store, run_id=run_id)
+        gathered = await run_scripted_call(attach=attach, turn_tracking=True)
+        logs = await finish_call(sessions, gathered_context=gathered, store=store, run_id=run_id)
     expected = await local.on_call_finished(gathered_context=gathered)
     remote = logs["shadow_probe"]
     assert remote == expected["shadow_probe"]
@@ -93,18 +93,18 @@ async def test_a_plugin_sleeping_in_on_push_frame_never_slows_the_call(
     monkeypatch.setattr(sessions_module, "DRAIN_TIMEOUT_S", 0.5)
     monkeypatch.setattr(sessions_module, "FINISH_TIMEOUT_S", 0.5)
     run_id = await store.create_run(workflow_definition={"nodes": []})
-    sessions = await create_runtime_sessions(
+    async with open_call(
         IntegrationRuntimeContext(run_id, workflow_graph=graph("shadow_probe", "sleepy")),
         plugins=plugins,
-    )
-    sleepy = next(s for s in sessions if s.name == "sleepy")
-    assert sleepy.queue is not None
-    assert sleepy.queue.frames is not None
-    started = time.monotonic()
-    await run_scripted_call(attach=lambda worker: [s.attach(worker) for s in sessions])  # type: ignore[func-returns-value]
-    call_s = time.monotonic() - started
-    sent = sleepy.queue.delivered + len(sleepy.queue.events)
-    logs = await finish_call(sessions, gathered_context={}, store=store, run_id=run_id)
+    ) as sessions:
+        sleepy = next(s for s in sessions if s.name == "sleepy")
+        assert sleepy.queue is not None
+        assert sleepy.queue.frames is not None
+        started = time.monotonic()
+        await run_scripted_call(attach=lambda worker: [s.attach(worker) for s in sessions])  # type: ignore[func-returns-value]
+        call_s = time.monotonic() - started
+        sent = sleepy.queue.delivered + len(sleepy.queue.events)
+        logs = await finish_call(sessions, gathered_context={}, store=store, run_id=run_id)
     # The sleeper needs 0.2 s per frame: observing the call would take `sent * 0.2` seconds.
     assert sent > 50
     assert call_s < sent * 0.2 / 4
