@@ -143,7 +143,7 @@ async def test_after_many_runs_the_hosts_secret_set_has_not_grown(
     """Live calls and completion jobs, each with its own secret: the host's scrubber knows each
     while its run lives and none after; nothing accumulates."""
     from host.completion import SQLiteRunStore, run_integrations
-    from host.runtime import create_runtime_sessions, finish_call
+    from host.runtime import finish_call, open_call
 
     baseline = plugins.scrubber.values()
     async with SQLiteRunStore(tmp_path / "r.db") as store:
@@ -152,15 +152,18 @@ async def test_after_many_runs_the_hosts_secret_set_has_not_grown(
             node = {"id": "r", "type": "recorder_all", "data": {"name": "r", "secret": secret}}
             graph = {"nodes": [node]}
             run_id = await store.create_run(workflow_definition=graph)
-            sessions = await create_runtime_sessions(
+            async with open_call(
                 IntegrationRuntimeContext(
                     run_id, workflow_graph=graph, user_config={"llm": {"api_key": f"sk-{secret}"}}
                 ),
                 plugins=plugins,
-            )
-            assert sessions
-            assert {secret, f"sk-{secret}"} <= plugins.scrubber.values()  # known during the call
-            await finish_call(sessions, gathered_context={}, store=store, run_id=run_id)
+            ) as sessions:
+                assert sessions
+                assert {
+                    secret,
+                    f"sk-{secret}",
+                } <= plugins.scrubber.values()  # known during the call
+                await finish_call(sessions, gathered_context={}, store=store, run_id=run_id)
             assert plugins.scrubber.values() == baseline  # the call ended: forgotten
             await run_integrations(run_id, plugins=plugins, store=store)
             assert plugins.scrubber.values() == baseline

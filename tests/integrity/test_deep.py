@@ -14,7 +14,7 @@ import pytest
 
 from host import HostConfig, PluginHost
 from host.completion import SQLiteRunStore, run_integrations
-from host.runtime import LIVE_KEY, IntegrationRuntimeContext, create_runtime_sessions, finish_call
+from host.runtime import LIVE_KEY, IntegrationRuntimeContext, finish_call, open_call
 from plugbox_demo.scripted_call import run_scripted_call
 
 pytestmark = pytest.mark.anyio
@@ -46,20 +46,20 @@ async def test_a_10000_deep_result_is_refused_without_losing_other_snapshots(
         async with PluginHost(config) as plugins, SQLiteRunStore(tmp_path / "r.db") as store:
             await plugins.registry.refresh()
             run_id = await store.create_run(workflow_definition=workflow)
-            sessions = await create_runtime_sessions(
+            async with open_call(
                 IntegrationRuntimeContext(run_id, workflow_graph={"nodes": nodes}),
                 plugins=plugins,
-            )
-            assert sorted(s.name for s in sessions) == ["deep", "lone", "victim"]
+            ) as sessions:
+                assert sorted(s.name for s in sessions) == ["deep", "lone", "victim"]
 
-            def attach(worker: Any) -> None:
-                for session in sessions:
-                    session.attach(worker)
+                def attach(worker: Any) -> None:
+                    for session in sessions:
+                        session.attach(worker)
 
-            await run_scripted_call(attach=attach)
-            with anyio.fail_after(4):  # an error at once, well under the 5 s call deadline
-                await finish_call(sessions, gathered_context={}, store=store, run_id=run_id)
-                report = await run_integrations(run_id, plugins=plugins, store=store)
+                await run_scripted_call(attach=attach)
+                with anyio.fail_after(4):  # an error at once, well under the 5 s call deadline
+                    await finish_call(sessions, gathered_context={}, store=store, run_id=run_id)
+                    report = await run_integrations(run_id, plugins=plugins, store=store)
             run = await store.get_run(run_id)
             assert plugins.get("deep").state.value == "ready"  # the process carries on too
     assert run is not None

@@ -130,19 +130,19 @@ async def test_without_pipecat_in_its_venv_a_plugin_observes_stand_ins_with_the_
         async with PluginHost(config) as plugins, SQLiteRunStore(tmp_path / "runs.db") as store:
             await plugins.registry.refresh()
             run_id = await store.create_run(workflow_definition={"nodes": []})
-            sessions = await create_runtime_sessions(
+            async with open_call(
                 IntegrationRuntimeContext(run_id, workflow_graph=graph("standin_probe")),
                 plugins=plugins,
-            )
-            local = in_process_probe()
+            ) as sessions:
+                local = in_process_probe()
 
-            def attach(worker: Any) -> None:
-                local.attach(worker)
-                for session in sessions:
-                    session.attach(worker)
+                def attach(worker: Any) -> None:
+                    local.attach(worker)
+                    for session in sessions:
+                        session.attach(worker)
 
-            await run_scripted_call(attach=attach, turn_tracking=True)
-            logs = await finish_call(sessions, gathered_context={}, store=store, run_id=run_id)
+                await run_scripted_call(attach=attach, turn_tracking=True)
+                logs = await finish_call(sessions, gathered_context={}, store=store, run_id=run_id)
     expected = (await local.on_call_finished(gathered_context={}))["shadow_probe"]
     seen = logs["standin_probe"]
     assert seen["pipecat_importable"] is False
