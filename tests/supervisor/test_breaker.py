@@ -61,3 +61,38 @@ def test_crashes_outside_the_window_do_not_open_the_circuit() -> None:
         clock.now += 6
         breaker.record_start()
     assert not breaker.is_open
+
+
+def test_occasional_crashes_among_many_good_calls_keep_the_circuit_closed() -> None:
+    """5% of calls crash (the completion benchmark's injected crashes): far more than 5 crashes a
+    minute, but the plugin serves; the circuit stays closed and the crashes are retried."""
+    clock = FakeClock()
+    breaker = CrashBreaker(clock=clock, crash_limit=5, window_s=60, cool_down_s=30)
+    for call in range(2000):
+        clock.now += 0.01
+        if call % 20 == 0:
+            breaker.record_crash()
+            breaker.record_start()
+        else:
+            breaker.record_call_ok()
+        assert not breaker.is_open, call
+
+
+def test_a_plugin_crashing_most_of_its_calls_opens_the_circuit_despite_some_good_calls() -> None:
+    clock = FakeClock()
+    breaker = CrashBreaker(clock=clock, crash_limit=5, window_s=60, cool_down_s=30)
+    opened_after = None
+    for call in range(40):
+        clock.now += 0.5
+        if call % 3 == 2:
+            breaker.record_call_ok()
+        else:
+            breaker.record_crash()
+        if breaker.is_open:
+            opened_after = call
+            break
+    assert opened_after is not None
+    assert opened_after < 10  # the 5th crash, with 2 good calls in between
+    clock.now += 31
+    breaker.record_start()
+    assert not breaker.is_open
