@@ -83,11 +83,24 @@ class Registry:
         self._sensitive: dict[str, tuple[str, ...]] = {}
         self._listing: list[dict[str, Any]] = []
         self.spec_fetches = 0  # specs fetched over the wire (tests assert warm = 0)
+        self._refresh_lock = anyio.Lock()
+        self._refreshes = 0  # completed refreshes
 
     # -- loading --------------------------------------------------------------------------------
 
     async def refresh(self) -> None:
-        """Load every plugin's spec (cache first), then rebuild the indexes."""
+        """Load every plugin's spec (cache first), then rebuild the indexes. Callers that ask
+        while a refresh runs share the next one to finish: ten jobs of a worker meeting a plugin
+        that failed to load start it once, not ten times (on a busy machine those concurrent
+        starts made every handshake time out, and every job with them)."""
+        asked = self._refreshes
+        async with self._refresh_lock:
+            if self._refreshes > asked:
+                return  # one finished while this caller waited for it
+            await self._refresh()
+            self._refreshes += 1
+
+    async def _refresh(self) -> None:
         loaded: dict[str, SpecResult] = {}
         errors: list[PluginLoadError] = []
 
