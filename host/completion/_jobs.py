@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ..store import JobState, RunStore, StoreError
+from ._gate import DeliveryGate, lease_lost
 from ._orchestrator import run_integrations
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ class JobRunner:
         self.plugins = plugins
         self.owner = owner
         self.lease_s = lease_s
+        self.gate = DeliveryGate()  # this worker's: one delivery in flight across all its jobs
 
     async def run(self, run_id: int, *, deadline: float | None = None) -> JobState | None:
         """Run a job this instance has claimed; its final state, or None when it was not ours
@@ -74,10 +76,20 @@ class JobRunner:
         fatal: StoreError | None = None
         lost = False
 
+        async def confirm() -> bool:
+            """Before each delivery: the lease renewed now, or the job stopped."""
+            nonlocal lost
+            if await self.store.renew(run_id, self.owner, lease_s=self.lease_s):
+                return True
+            logger.error("run %d: lease lost to another worker; not delivering", run_id)
+            lost = True
+            scope.cancel()
+            return False
+
         async def work() -> None:
             nonlocal outcome, fatal
             try:
-                outcome = await self._execute(run_id, deadline)
+                outcome = await self._execute(run_id, deadline, self.gate.for_job(confirm))
             except StoreError as exc:
                 fatal = exc
             scope.cancel()
@@ -108,14 +120,18 @@ class JobRunner:
         await self.store.finish(run_id, self.owner, state, error)
         return state
 
-    async def _execute(self, run_id: int, deadline: float | None) -> tuple[JobState, str | None]:
+    async def _execute(
+        self, run_id: int, deadline: float | None, gate: DeliveryGate
+    ) -> tuple[JobState, str | None] | None:
         try:
             await run_integrations(
-                run_id, plugins=self.plugins, store=self.store, deadline=deadline
+                run_id, plugins=self.plugins, store=self.store, deadline=deadline, gate=gate
             )
         except StoreError:
             raise
         except Exception as exc:  # the job boundary: one broken run never stops the worker
+            if lease_lost(exc):
+                return None  # another worker runs it now; `confirm` stopped this one
             logger.exception("completion job for run %d failed", run_id)
             return JobState.FAILED, f"{type(exc).__name__}: {exc}"
         recorded = await self.store.recorded_nodes(run_id)

@@ -32,6 +32,7 @@ from .._keys import HOST_WRITER, KeyRule
 from .._manifest import PHASE_ORDER, Manifest
 from ..client import CompletionAnswer, ResultError
 from ..store import RunStore, WorkflowRun
+from ._gate import DeliveryGate
 from ._resolve import Resolution, resolve
 from ._retry import CIRCUIT_WAIT_S, PluginLoadFailed, circuit_wait, is_deterministic
 
@@ -74,11 +75,14 @@ async def run_integrations(
     store: RunStore,
     sleep: Sleep = anyio.sleep,
     deadline: float | None = None,
+    gate: DeliveryGate | None = None,
 ) -> CompletionReport:
     """Run every phase's completion handlers for one finished run.
 
     `deadline` (anyio's clock) bounds the waits for an open circuit; default: `CIRCUIT_WAIT_S`.
+    `gate`: the worker's delivery gate (`_gate`); default: one for this call alone.
     """
+    gate = gate if gate is not None else DeliveryGate()
     run = await store.get_run(run_id)
     if run is None:
         raise KeyError(f"no run {run_id}")
@@ -99,7 +103,7 @@ async def run_integrations(
     secrets = plugins.learn_secrets(definitions=(run.workflow_definition,))
     until = deadline if deadline is not None else anyio.current_time() + CIRCUIT_WAIT_S
     try:  # the host knows the run's secrets while its job runs, never longer
-        await _run_phases(report, run, resolution, plugins, store, secrets, sleep, until)
+        await _run_phases(report, run, resolution, plugins, store, secrets, sleep, until, gate)
     finally:
         plugins.forget_secrets(secrets)
     return report
@@ -114,10 +118,11 @@ async def _run_phases(
     secrets: SecretScrubber,
     sleep: Sleep,
     until: float,
+    gate: DeliveryGate,
 ) -> None:
     run_id, work, unloaded = run.id, resolution.work, resolution.unloaded
     for name, (nodes, message) in sorted(unloaded.items()):
-        job = _PluginJob(plugins, store, secrets, run, name, nodes, sleep, until)
+        job = _PluginJob(plugins, store, secrets, run, name, nodes, sleep, until, gate)
         await job.fail_unloaded(message, report)
     for phase in PHASE_ORDER:
         names = [name for name in sorted(work) if plugins.manifests[name].completion.phase == phase]
@@ -127,7 +132,9 @@ async def _run_phases(
         assert current is not None
         async with anyio.create_task_group() as group:
             for name in names:
-                job = _PluginJob(plugins, store, secrets, current, name, work[name], sleep, until)
+                job = _PluginJob(
+                    plugins, store, secrets, current, name, work[name], sleep, until, gate
+                )
                 group.start_soon(job.execute, report)
 
 
@@ -141,6 +148,7 @@ class _PluginJob:
     nodes: list[dict[str, Any]]
     sleep: Sleep
     deadline: float  # anyio clock: waits for an open circuit end here
+    gate: DeliveryGate  # held from a call's start until its result is recorded
     groups: dict[str, int] = field(default_factory=dict)  # node id -> its attempt group
 
     @property
@@ -170,18 +178,25 @@ class _PluginJob:
             return
         self.groups = await self.store.attempt_groups(self.workflow_run.id)
         try:
-            result, outcome.attempts = await self._call_with_retries(pending)
-            await self._record_success(result, pending, outcome)
+            await self._deliver(pending, outcome)
         except (PluginError, ResultError) as exc:
             await self._record_failure(exc, pending, outcome)
         COUNTERS.inc(DELIVERIES, len(pending), plugin=self.name, outcome=outcome.status)
 
-    async def _call_with_retries(self, nodes: list[dict[str, Any]]) -> tuple[CompletionAnswer, int]:
+    async def _deliver(self, nodes: list[dict[str, Any]], outcome: PluginOutcome) -> None:
+        """Call the plugin (retrying) and record its result, the call and the recording inside
+        the delivery gate; raises the last error when no attempt succeeded."""
         policy = self.manifest.completion
         attempt = 1
         while True:
             try:
-                return await self._call(nodes, attempt), attempt
+                await self.plugins.get(self.name).start()  # a (re)start is not a delivery
+                async with self.gate.delivering():
+                    answer = await self._call(nodes, attempt)
+                    outcome.attempts = attempt
+                    with anyio.CancelScope(shield=True):  # it was delivered: record it
+                        await self._record_success(answer, nodes, outcome)
+                return
             except ResultError as exc:
                 exc.data["attempts"] = attempt  # an unstorable answer is not retried
                 raise

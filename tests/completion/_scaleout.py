@@ -199,18 +199,17 @@ def ledger_definition(run_tag: int = 0) -> dict[str, object]:
     return {"nodes": nodes, "edges": [], "tag": run_tag}
 
 
-def in_flight_nodes(db_path: Path, pid: int) -> int:
-    """Nodes without a result in jobs leased by the worker process `pid`: read right after
-    killing it, the most deliveries that kill can duplicate (the duplicate window)."""
-    with sqlite3.connect(db_path, timeout=30) as db:
-        rows = db.execute(
-            "SELECT COUNT(*) FROM jobs j WHERE state = 'running' AND lease_owner LIKE ?",
-            (f"%-{pid}-%",),
-        ).fetchone()
-        jobs = int(rows[0])
-        recorded = db.execute(
-            "SELECT COUNT(*) FROM node_results r JOIN jobs j ON j.run_id = r.run_id"
-            " WHERE j.state = 'running' AND j.lease_owner LIKE ? AND r.status = 'done'",
-            (f"%-{pid}-%",),
-        ).fetchone()
-    return jobs * len(LEDGERS) - int(recorded[0])
+def delivered_unrecorded(data: Path, pid: int) -> int:
+    """Nodes of the jobs the worker process `pid` held that the ledgers show delivered but the
+    run store has no result for. Read right after killing that worker: exactly what the kill
+    will make the next worker deliver again (its duplicate window, measured)."""
+    with sqlite3.connect(data / "runs.db", timeout=30) as db:
+        held = {
+            int(run)
+            for (run,) in db.execute(
+                "SELECT run_id FROM jobs WHERE state = 'running' AND lease_owner LIKE ?",
+                (f"%-{pid}-%",),
+            )
+        }
+    delivered = {(run, node) for run, node, _ in deliveries(data) if run in held}
+    return len(delivered - set(done_nodes(data / "runs.db")))

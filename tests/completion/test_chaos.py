@@ -1,8 +1,9 @@
 """Chaos: 200 runs of 3 ledger plugins each while the worker is SIGKILLed 4 times (and, on ARQ,
-Redis restarts empty once). Nothing is lost; duplicates stay within the window (the nodes in
-flight on a killed worker) and every duplicate carries the first delivery's idempotency key.
-Counted the way a fault injector would: node results in the run store, deliveries per key in the
-plugins' own logs."""
+Redis restarts empty once). Nothing is lost; duplicate deliveries are at most one per kill (a
+worker's delivery gate: one call between "sent" and "recorded") and every duplicate carries the
+first delivery's idempotency key. Counted the way a fault injector would: node results in the run
+store, deliveries per key in the plugins' own logs; the window is measured at each kill (nodes
+the ledgers show delivered that the store has not recorded)."""
 
 from __future__ import annotations
 
@@ -20,18 +21,18 @@ from ._scaleout import (
     REDIS,
     RedisServer,
     Workers,
+    delivered_unrecorded,
     deliveries,
     done_nodes,
-    in_flight_nodes,
     ledger_definition,
     until_done,
 )
 
 RUNS = 200
 KILLS = 4
-LEASE_S = 2.0
-EMBEDDED_CONCURRENCY = 4  # EMBEDDED_WORKER's; a kill can duplicate at most this many nodes
-ARQ_MAX_JOBS = 10  # WorkerConfig's default
+# Long enough that a survivor stalled by a busy 2-core machine keeps its leases (a takeover of a
+# live worker's job would be a duplicate no kill caused), short enough to keep the test quick.
+LEASE_S = 4.0
 
 
 def chaos_counts(data: Path, ids: list[int]) -> dict[str, int]:
@@ -60,12 +61,13 @@ async def _create(data: Path, n: int, redis_url: str | None) -> list[int]:
     return ids
 
 
-def _assert_chaos(counts: dict[str, int], window: int, limit: int, workers: Workers) -> None:
+def _assert_chaos(counts: dict[str, int], window: int, workers: Workers) -> None:
     assert counts["lost_results"] == 0, workers.tails()
     assert counts["undelivered"] == 0
     assert counts["recorded_twice"] == 0  # one result per (run, node, attempt group)
     assert counts["nodes_with_two_keys"] == 0  # every duplicate carries the same key
-    assert counts["duplicate_results"] <= window <= KILLS * limit, counts
+    assert window <= KILLS, window  # one call (here one node) per killed worker, at most
+    assert counts["duplicate_results"] <= KILLS, (counts, window)
 
 
 def test_embedded_worker_killed_4_times_loses_nothing(tmp_path: Path) -> None:
@@ -79,12 +81,12 @@ def test_embedded_worker_killed_4_times_loses_nothing(tmp_path: Path) -> None:
         for kill in range(KILLS):
             anyio.run(until_done, data / "runs.db", total * (kill + 1) // (KILLS + 2), workers, 240)
             workers.kill(worker)  # mid-run: jobs in flight, leases held
-            window += in_flight_nodes(data / "runs.db", worker.pid)
+            window += delivered_unrecorded(data, worker.pid)
             worker = workers.start()  # a new instance; the dead one's leases expire
         anyio.run(until_done, data / "runs.db", total, workers, 240)
     finally:
         workers.stop_all()
-    _assert_chaos(chaos_counts(data, ids), window, EMBEDDED_CONCURRENCY * len(LEDGERS), workers)
+    _assert_chaos(chaos_counts(data, ids), window, workers)
 
 
 @pytest.mark.skipif(REDIS is None, reason="redis-server not installed (tools/system-deps.sh)")
@@ -101,7 +103,7 @@ def test_arq_workers_killed_4_times_and_redis_restarted_lose_nothing(tmp_path: P
         for kill in range(KILLS):
             anyio.run(until_done, data / "runs.db", total * (kill + 1) // (KILLS + 2), workers, 240)
             workers.kill(victim)
-            window += in_flight_nodes(data / "runs.db", victim.pid)
+            window += delivered_unrecorded(data, victim.pid)
             if kill == 1:
                 redis.stop()  # the queue is gone; only the run store knows what is pending
                 redis.start()
@@ -111,4 +113,4 @@ def test_arq_workers_killed_4_times_and_redis_restarted_lose_nothing(tmp_path: P
     finally:
         workers.stop_all()
         redis.stop()
-    _assert_chaos(chaos_counts(data, ids), window, ARQ_MAX_JOBS * len(LEDGERS), workers)
+    _assert_chaos(chaos_counts(data, ids), window, workers)
