@@ -33,7 +33,7 @@ from sdk.protocol import PluginError, iter_nodes
 from .._host import HostConfig, PluginHost
 from ..store import Job, JobState, RunStore, SQLiteRunStore, WorkflowRun, open_store
 from ._arq_codec import decode_job, encode_job
-from ._jobs import LEASE_S, MAX_DEATHS, JobRunner, instance_id
+from ._jobs import LEASE_S, MAX_DEATHS, JobRunner, instance_id, may_defer
 
 logger = logging.getLogger("plugbox.arq")
 JOB_NAME = "run_integrations_job"
@@ -127,7 +127,8 @@ async def run_integrations_job(ctx: dict[str, Any], run_id: int) -> dict[str, An
         await ready_plugins(ctx["plugins"], await store.get_run(run_id))
     try:
         with anyio.fail_after(config.job_timeout_s):
-            state = await runner.run(run_id, deadline=anyio.current_time() + config.job_timeout_s)
+            until = anyio.current_time() + config.job_timeout_s
+            state = await runner.run(run_id, deadline=until, defer=may_defer(job))
     except TimeoutError:
         # The runner released the job to pending; recorded nodes stay recorded.
         logger.warning("run %d passed its %g s deadline; retrying", run_id, config.job_timeout_s)

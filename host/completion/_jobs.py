@@ -2,13 +2,19 @@
 
 Contract: the run store is the source of truth for every job on either backend (`RunStore`).
 `JobRunner.run(run_id)` runs a claimed job's `run_integrations` while a heartbeat renews the
-worker instance's lease every third of `lease_s`; a lost lease (another worker took the job after
-this one stalled) cancels the work. The job ends `done`, `partial` or `failed` from its nodes'
-current results (`failed` with the error when the job itself broke); a cancelled job (a drain)
-is released back to `pending`. `EmbeddedWorker.run()` claims jobs with bounded concurrency until
-`drain()`; jobs of a dead worker come back when its lease expires (seconds), and a job whose
-runs kept killing the worker is parked after `max_deaths`. Storage faults are waited out by the
-store; a `StoreError` (persistent) stops the worker with that error, naming the file.
+worker instance's lease every third of `lease_s`, and renews it again before each delivery; a
+lost lease (another worker took the job after this one stalled) cancels the work. The runner's
+delivery gate (`_gate`) is shared by all the worker's jobs: at most one plugin call per worker is
+between "sent" and "recorded", the most a SIGKILL of the worker can make it deliver twice. The
+job ends `done`, `partial` or `failed` from its nodes' current results (`failed` with the error
+when the job itself broke); a cancelled job (a drain) is released back to `pending`. A job that
+meets an open circuit is deferred: released to `pending`, claimable again when the circuit lets
+a trial through, its slot free for other jobs meanwhile (up to `MAX_DEFERRALS` claims; then it
+waits in its slot, bounded by its deadline). `EmbeddedWorker.run()` claims jobs with bounded
+concurrency until `drain()`; jobs of a dead worker come back when its lease expires (seconds),
+and a job whose runs kept killing the worker is parked after `max_deaths`. Storage faults are
+waited out by the store; a `StoreError` (persistent) stops the worker with that error, naming
+the file.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ..store import JobState, RunStore, StoreError
+from ..store import Job, JobState, RunStore, StoreError
 from ._gate import DeliveryGate, lease_lost
 from ._orchestrator import run_integrations
 
@@ -33,6 +39,13 @@ logger = logging.getLogger("plugbox.jobs")
 LEASE_S = 30.0  # a dead worker's jobs are taken over after this; renewed while a job runs
 IDLE_POLL_S = 1.0  # how often an idle worker looks for expired leases
 MAX_DEATHS = 3  # a job whose runs killed the worker this often is parked
+# A job deferred past open circuits this often (claims) waits the next one out in its slot,
+# bounded by its deadline, then fails retryably: a plugin that never recovers ends somewhere.
+MAX_DEFERRALS = 8
+
+
+def may_defer(job: Job) -> bool:
+    return job.claims <= MAX_DEFERRALS
 
 
 def instance_id() -> str:
@@ -69,10 +82,13 @@ class JobRunner:
         self.lease_s = lease_s
         self.gate = DeliveryGate()  # this worker's: one delivery in flight across all its jobs
 
-    async def run(self, run_id: int, *, deadline: float | None = None) -> JobState | None:
-        """Run a job this instance has claimed; its final state, or None when it was not ours
-        to finish (lease lost). Raises `StoreError` when the store is gone for good."""
-        outcome: tuple[JobState, str | None] | None = None
+    async def run(
+        self, run_id: int, *, deadline: float | None = None, defer: bool = True
+    ) -> JobState | None:
+        """Run a job this instance has claimed; its final state (`pending` when it was deferred
+        past an open circuit), or None when it was not ours to finish (lease lost). Raises
+        `StoreError` when the store is gone for good."""
+        outcome: tuple[JobState, str | None, float | None] | None = None
         fatal: StoreError | None = None
         lost = False
 
@@ -89,7 +105,8 @@ class JobRunner:
         async def work() -> None:
             nonlocal outcome, fatal
             try:
-                outcome = await self._execute(run_id, deadline, self.gate.for_job(confirm))
+                gate = self.gate.for_job(confirm)
+                outcome = await self._execute(run_id, deadline, gate, defer)
             except StoreError as exc:
                 fatal = exc
             scope.cancel()
@@ -116,16 +133,24 @@ class JobRunner:
             raise fatal
         if lost or outcome is None:
             return None
-        state, error = outcome
+        state, error, deferred_s = outcome
+        if deferred_s is not None:  # the slot is free for other jobs while the circuit is open
+            await self.store.release(run_id, self.owner, delay_s=deferred_s)
+            return JobState.PENDING
         await self.store.finish(run_id, self.owner, state, error)
         return state
 
     async def _execute(
-        self, run_id: int, deadline: float | None, gate: DeliveryGate
-    ) -> tuple[JobState, str | None] | None:
+        self, run_id: int, deadline: float | None, gate: DeliveryGate, defer: bool
+    ) -> tuple[JobState, str | None, float | None] | None:
         try:
-            await run_integrations(
-                run_id, plugins=self.plugins, store=self.store, deadline=deadline, gate=gate
+            report = await run_integrations(
+                run_id,
+                plugins=self.plugins,
+                store=self.store,
+                deadline=deadline,
+                gate=gate,
+                defer=defer,
             )
         except StoreError:
             raise
@@ -133,9 +158,11 @@ class JobRunner:
             if lease_lost(exc):
                 return None  # another worker runs it now; `confirm` stopped this one
             logger.exception("completion job for run %d failed", run_id)
-            return JobState.FAILED, f"{type(exc).__name__}: {exc}"
+            return JobState.FAILED, f"{type(exc).__name__}: {exc}", None
+        if report.deferred_s is not None:
+            return JobState.PENDING, None, report.deferred_s
         recorded = await self.store.recorded_nodes(run_id)
-        return outcome_state(list(recorded.values())), None
+        return outcome_state(list(recorded.values())), None, None
 
 
 class EmbeddedWorker:
@@ -157,7 +184,7 @@ class EmbeddedWorker:
         self.max_deaths = max_deaths
         self.owner = instance_id()
         self.runner = JobRunner(store, plugins, owner=self.owner, lease_s=lease_s)
-        self.finished: Counter[str] = Counter()  # jobs per final state; reports are not kept
+        self.finished: Counter[str] = Counter()  # runs per state they left ("pending": deferred)
         self._wake = anyio.Event()
         self._stopping = False
         self._idle = anyio.Event()
@@ -197,10 +224,12 @@ class EmbeddedWorker:
                 self.owner, lease_s=self.lease_s, max_deaths=self.max_deaths
             )
             if job is not None:
-                await self._run_job(job.run_id, None)
+                await self._run_job(job, None)
             elif await self.store.list_jobs(state=JobState.RUNNING, limit=1):
                 await anyio.sleep(IDLE_POLL_S)  # an orphan's lease has not expired yet
-            elif not await self.store.list_jobs(state=JobState.PENDING, limit=1):
+            elif await self.store.list_jobs(state=JobState.PENDING, limit=1):
+                await anyio.sleep(IDLE_POLL_S)  # deferred: its circuit is still open
+            else:
                 break
             if self._fatal is not None:
                 raise self._fatal
@@ -210,7 +239,7 @@ class EmbeddedWorker:
         self.wake()
         await self._idle.wait()
 
-    async def _claim(self, limiter: anyio.Semaphore) -> int | None:
+    async def _claim(self, limiter: anyio.Semaphore) -> Job | None:
         try:
             job = await self.store.claim(
                 self.owner, lease_s=self.lease_s, max_deaths=self.max_deaths
@@ -220,17 +249,16 @@ class EmbeddedWorker:
             raise
         if job is None:
             limiter.release()
-            return None
-        return job.run_id
+        return job
 
     async def _wait_for_work(self) -> None:
         with anyio.move_on_after(IDLE_POLL_S):
             await self._wake.wait()
         self._wake = anyio.Event()
 
-    async def _run_job(self, run_id: int, limiter: anyio.Semaphore | None) -> None:
+    async def _run_job(self, job: Job, limiter: anyio.Semaphore | None) -> None:
         try:
-            state = await self.runner.run(run_id)
+            state = await self.runner.run(job.run_id, defer=may_defer(job))
             self.finished[state.value if state else "lost"] += 1
         except StoreError as exc:
             logger.error("stopping the worker: %s", exc)

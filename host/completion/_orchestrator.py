@@ -5,13 +5,15 @@ post-call work exists; run the QA phase, then integrations, then webhooks (phase
 plugin's manifest), each phase seeing the annotations written so far; each handler gets only its
 own node types' node dicts (disabled ones included: which nodes are enabled is the plugin's
 business) and a completion context redacted for it. Plugins are resolved again for every job; a
-plugin that failed to load fails its nodes with the cause (retryable, never skipped). A plugin is
-called only when it has a node without a recorded result; a crash, kill or timeout is retried
-with jittered exponential backoff up to the plugin's limit (an open circuit is waited out, not
-counted; a deterministic error, `data.deterministic` from the plugin, is not retried), then
-recorded as the reference's `integration_<plugin>` failure entry plus a failed result for each of
-its nodes. Results are recorded once per (run, node, attempt group), so retries and duplicate jobs
-deliver nothing twice; handlers get a stable idempotency key per (run, node, attempt group).
+plugin that failed to load fails its nodes with the cause (retryable, never skipped). A plugin
+is called only when it has a node without a recorded result; a crash, kill or timeout is retried
+with jittered exponential backoff up to the plugin's limit (an open circuit is not counted: it
+defers a worker's job, which gives its slot back, or is waited out within the deadline; a
+deterministic error, `data.deterministic` from the plugin, is not retried), then recorded as the
+reference's `integration_<plugin>` failure entry plus a failed result for each of its nodes.
+Results are recorded once per (run, node, attempt group), so retries and duplicate jobs deliver
+nothing twice; handlers get a stable idempotency key per (run, node, attempt group). Each call
+and the recording of its result happen inside the worker's delivery gate (`_gate`).
 """
 
 from __future__ import annotations
@@ -47,11 +49,12 @@ Sleep = Callable[[float], Awaitable[None]]
 class PluginOutcome:
     plugin: str
     phase: str
-    status: str  # "done" | "failed" | "skipped"
+    status: str  # "done" | "failed" | "skipped" | "deferred"
     attempts: int = 0
     nodes: list[str] = field(default_factory=list)
     error: str | None = None
     refused_keys: list[tuple[str, str]] = field(default_factory=list)
+    retry_after_s: float | None = None  # "deferred": its circuit is open this long
 
 
 @dataclass
@@ -59,6 +62,7 @@ class CompletionReport:
     run_id: int
     public_token: str | None
     outcomes: list[PluginOutcome] = field(default_factory=list)
+    deferred_s: float | None = None  # the job stopped at a phase with an open circuit: retry then
 
 
 def idempotency_key(run_id: int, node_id: str, attempt_group: int = 0) -> str:
@@ -76,11 +80,15 @@ async def run_integrations(
     sleep: Sleep = anyio.sleep,
     deadline: float | None = None,
     gate: DeliveryGate | None = None,
+    defer: bool = False,
 ) -> CompletionReport:
     """Run every phase's completion handlers for one finished run.
 
     `deadline` (anyio's clock) bounds the waits for an open circuit; default: `CIRCUIT_WAIT_S`.
-    `gate`: the worker's delivery gate (`_gate`); default: one for this call alone.
+    `gate`: the worker's delivery gate (`_gate`); default: one for this call alone. `defer`: a
+    plugin whose circuit is open is not waited for; the phase's other plugins finish, later
+    phases do not start, and `deferred_s` says when to run the job again (its worker slot is
+    free meanwhile).
     """
     gate = gate if gate is not None else DeliveryGate()
     run = await store.get_run(run_id)
@@ -103,7 +111,9 @@ async def run_integrations(
     secrets = plugins.learn_secrets(definitions=(run.workflow_definition,))
     until = deadline if deadline is not None else anyio.current_time() + CIRCUIT_WAIT_S
     try:  # the host knows the run's secrets while its job runs, never longer
-        await _run_phases(report, run, resolution, plugins, store, secrets, sleep, until, gate)
+        await _run_phases(
+            report, run, resolution, plugins, store, secrets, sleep, until, gate, defer
+        )
     finally:
         plugins.forget_secrets(secrets)
     return report
@@ -119,10 +129,11 @@ async def _run_phases(
     sleep: Sleep,
     until: float,
     gate: DeliveryGate,
+    defer: bool,
 ) -> None:
     run_id, work, unloaded = run.id, resolution.work, resolution.unloaded
     for name, (nodes, message) in sorted(unloaded.items()):
-        job = _PluginJob(plugins, store, secrets, run, name, nodes, sleep, until, gate)
+        job = _PluginJob(plugins, store, secrets, run, name, nodes, sleep, until, gate, defer)
         await job.fail_unloaded(message, report)
     for phase in PHASE_ORDER:
         names = [name for name in sorted(work) if plugins.manifests[name].completion.phase == phase]
@@ -133,9 +144,14 @@ async def _run_phases(
         async with anyio.create_task_group() as group:
             for name in names:
                 job = _PluginJob(
-                    plugins, store, secrets, current, name, work[name], sleep, until, gate
+                    plugins, store, secrets, current, name, work[name], sleep, until, gate, defer
                 )
                 group.start_soon(job.execute, report)
+        waits = [o.retry_after_s for o in report.outcomes if o.retry_after_s is not None]
+        if waits:  # later phases need this one's annotations: the whole job waits
+            report.deferred_s = max(waits)
+            logger.info("run %d: deferred %.1f s (open circuit)", run_id, report.deferred_s)
+            break
 
 
 @dataclass
@@ -149,6 +165,7 @@ class _PluginJob:
     sleep: Sleep
     deadline: float  # anyio clock: waits for an open circuit end here
     gate: DeliveryGate  # held from a call's start until its result is recorded
+    defer: bool  # an open circuit defers the job instead of being waited out here
     groups: dict[str, int] = field(default_factory=dict)  # node id -> its attempt group
 
     @property
@@ -181,6 +198,8 @@ class _PluginJob:
             await self._deliver(pending, outcome)
         except (PluginError, ResultError) as exc:
             await self._record_failure(exc, pending, outcome)
+        if outcome.status == "deferred":
+            return
         COUNTERS.inc(DELIVERIES, len(pending), plugin=self.name, outcome=outcome.status)
 
     async def _deliver(self, nodes: list[dict[str, Any]], outcome: PluginOutcome) -> None:
@@ -201,8 +220,11 @@ class _PluginJob:
                 exc.data["attempts"] = attempt  # an unstorable answer is not retried
                 raise
             except CircuitOpen as exc:
-                # Not an attempt: wait the circuit out (within the deadline), then try again.
+                # Not an attempt: defer the job, or wait the circuit out (within the deadline).
                 wait = circuit_wait(exc)
+                if self.defer:
+                    outcome.status, outcome.retry_after_s = "deferred", wait
+                    return
                 if anyio.current_time() + wait > self.deadline:
                     exc.data["attempts"] = attempt
                     raise

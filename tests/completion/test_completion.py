@@ -324,3 +324,48 @@ async def test_a_plugin_that_fails_to_load_fails_its_nodes_and_runs_retry_delive
     log = tmp_path / "data" / "plugins" / "fragile" / "data" / "deliveries.log"
     delivered = Counter(tuple(line.split()[:2]) for line in log.read_text().splitlines())
     assert delivered == Counter({(str(run_id), "f"): 1 for run_id in ids})
+
+
+async def test_a_job_meeting_an_open_circuit_is_deferred_and_its_slot_runs_other_jobs(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """One worker slot. The first job's plugin has an open circuit: instead of holding the slot
+    through the cool-down, the job goes back to `pending` until the circuit half-opens, the
+    second job (another plugin) runs meanwhile, and the first then delivers once, not failed."""
+    with anyio.fail_after(90):
+        async with (
+            PluginHost(config(tmp_path, receiver)) as plugins,
+            SQLiteRunStore(tmp_path / "r.db") as store,
+        ):
+            await plugins.registry.refresh()
+            victim = plugins.get("ledger_int")
+            await victim.aclose()  # down, as after its crashes (loading the specs started it)
+            breaker = victim._breaker  # the seam: its circuit opened, as 5 crashes open it
+            breaker.cool_down_s = 3.0
+            for _ in range(breaker.crash_limit):
+                breaker.record_crash()
+            assert breaker.is_open
+            blocked = await store.create_run(
+                workflow_definition=definition(("i", "ledger_int", True))
+            )
+            free = await store.create_run(
+                workflow_definition=definition(("h", "ledger_hook", True))
+            )
+            worker = EmbeddedWorker(store, plugins, concurrency=1)
+            async with anyio.create_task_group() as group:
+                group.start_soon(worker.run)
+                await worker.submit(blocked)  # claimed first: the oldest job
+                await worker.submit(free)
+                while worker.finished["done"] < 2:  # noqa: ASYNC110 - bounded by fail_after
+                    await anyio.sleep(0.05)
+                await worker.drain()
+            [late] = await store.node_history(blocked)
+            [early] = await store.node_history(free)
+            job = await store.get_job(blocked)
+    assert worker.finished["pending"] == 1  # deferred once
+    assert early.recorded_at < late.recorded_at  # the free job did not wait behind the circuit
+    assert (late.status, late.attempts) == ("done", 1)  # not failed, no attempt spent on it
+    assert job is not None
+    assert (job.state.value, job.claims, job.deaths) == ("done", 2, 0)
+    log = tmp_path / "data" / "plugins" / "ledger_int" / "data" / "deliveries.log"
+    assert [line.split()[:2] for line in log.read_text().splitlines()] == [[str(blocked), "i"]]
