@@ -3,10 +3,11 @@
 Contract: the pipe is always drained (a chatty plugin can never block on a full pipe); each line
 is cut at `MAX_LINE` bytes; a JSON line from the SDK (`{"level", "msg", "logger", ...}`) is logged
 at its level with its fields, any other line as-is at INFO, on `plugbox.plugins.<name>`. The last
-`TAIL_LINES` lines are kept for crash reports. At most `LINES_PER_S` lines a second are processed
-(a `Budget`, shared by the plugin's `log` notifications): the rest are dropped having only been
-counted, so a flood costs the host's loop a newline count per chunk, and a summary line says how
-many were dropped.
+`TAIL_LINES` lines are kept for crash reports. At most `LINES_PER_S` lines and `BYTES_PER_S` bytes
+a second are processed (a `Budget`; the supervisor gives its `log` notifications one too): the
+rest are dropped having only been counted, so a flood costs the host's loop one newline count per
+`READ_BYTES` read (no line is split out or decoded), and a summary line says how many were
+dropped. At most `EMIT_BATCH` lines are logged per loop turn before the pump yields.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections import deque
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from sdk.protocol import SecretScrubber
 
@@ -25,6 +27,9 @@ MAX_LINE = 8 * 1024  # longer lines are cut: a log line, not a data channel
 TAIL_LINES = 40  # enough context for a traceback in a crash report
 _TAIL_LINE_CHARS = 500
 LINES_PER_S = 200  # a plugin's log output past this is dropped and counted (issue #14)
+BYTES_PER_S = 256 * 1024  # ... and past this many bytes of it a second
+READ_BYTES = 256 * 1024  # one read: a flood is counted a large chunk at a time
+EMIT_BATCH = 16  # lines logged (scrubbed, parsed, written) per loop turn before yielding
 _LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -35,27 +40,33 @@ _LEVELS = {
 
 
 class Budget:
-    """At most `per_s` items a second; `take()` says whether one may pass, `dropped` counts."""
+    """At most `per_s` items (and `bytes_per_s` bytes) a second; `take()` says whether one may
+    pass, `dropped` counts those that did not."""
 
-    def __init__(self, per_s: int = LINES_PER_S) -> None:
+    def __init__(self, per_s: int = LINES_PER_S, bytes_per_s: int = BYTES_PER_S) -> None:
         self.per_s = per_s
+        self.bytes_per_s = bytes_per_s
         self.dropped = 0
         self._window = 0.0
         self._used = 0
+        self._used_bytes = 0
         self._reported = 0
 
-    def take(self) -> bool:
+    def take(self, size: int = 0) -> bool:
         now = time.monotonic()
         if now - self._window >= 1.0:
-            self._window, self._used = now, 0
-        if self._used < self.per_s:
+            self._window, self._used, self._used_bytes = now, 0, 0
+        if self._used < self.per_s and self._used_bytes + size <= self.bytes_per_s:
             self._used += 1
+            self._used_bytes += size
             return True
         self.dropped += 1
         return False
 
     def has_room(self) -> bool:
-        return time.monotonic() - self._window >= 1.0 or self._used < self.per_s
+        if time.monotonic() - self._window >= 1.0:
+            return True
+        return self._used < self.per_s and self._used_bytes < self.bytes_per_s
 
     def drop(self, count: int) -> None:
         self.dropped += count
@@ -79,34 +90,53 @@ class StderrPump:
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
         self.lines = 0
         self.truncated = 0
+        self.yields = 0  # loop turns given up mid-read (the cap on work per turn at work)
+        self._pending = bytearray()  # an unfinished line
+        self._skipping = False  # inside an over-long line, dropping bytes up to its newline
 
     async def run(self, stream: anyio.abc.ByteReceiveStream) -> None:
-        pending = bytearray()
-        skipping = False  # inside an over-long line, dropping bytes up to its newline
         while True:
             try:
-                chunk = await stream.receive(65536)
+                chunk = await stream.receive(READ_BYTES)
             except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
                 break
-            pending += chunk
-            *lines, rest = pending.split(b"\n")
-            for index, line in enumerate(lines):
-                if skipping:
-                    skipping = False
-                    continue
-                if not self.budget.take():
-                    self.budget.drop(len(lines) - index - 1)  # the rest of the chunk: counted
-                    break
-                self._emit(bytes(line[:MAX_LINE]))
-            self._report_drops()
-            pending = bytearray(rest)
-            if len(pending) > MAX_LINE:
-                self._emit(bytes(pending[:MAX_LINE]))
-                self.truncated += 1
-                pending.clear()
-                skipping = True
-        if pending and not skipping:
-            self._emit(bytes(pending))
+            await self.feed(chunk)
+        if self._pending and not self._skipping:
+            self._emit(bytes(self._pending))
+
+    async def feed(self, chunk: bytes) -> None:
+        """Log the lines `chunk` completes while the budget has room; count the rest."""
+        data = bytes(self._pending) + chunk if self._pending else chunk
+        self._pending.clear()
+        start, emitted = 0, 0
+        while True:
+            end = data.find(b"\n", start)
+            if end < 0:
+                break
+            if self._skipping:
+                self._skipping = False
+            elif not self.budget.has_room():
+                end = data.rindex(b"\n")  # over budget: the rest is counted, never split out
+                self.budget.drop(data.count(b"\n", start, end + 1))
+            elif self.budget.take(min(end - start, MAX_LINE)):
+                self._emit(data[start : min(end, start + MAX_LINE)])
+                emitted += 1
+                if emitted % EMIT_BATCH == 0:
+                    self.yields += 1
+                    await anyio.lowlevel.checkpoint()  # logging is the costly part
+            start = end + 1
+        self._keep(data, start)
+        self._report_drops()
+
+    def _keep(self, data: bytes, start: int) -> None:
+        if self._skipping:
+            return
+        self._pending += data[start:]
+        if len(self._pending) > MAX_LINE:
+            self._emit(bytes(self._pending[:MAX_LINE]))
+            self.truncated += 1
+            self._pending.clear()
+            self._skipping = True
 
     def _emit(self, raw: bytes) -> None:
         text = self.scrubber.scrub_text(raw.decode("utf-8", errors="replace").rstrip("\r"))

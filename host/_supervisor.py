@@ -343,11 +343,15 @@ class PluginHandle:
     def _register(self, session: RpcSession) -> None:
         for method, (handler, params_type) in self._handlers.items():
             session.on_request(method, handler, params_type=params_type)
-        session.on_notification(Notifications.LOG.name, self._on_log, params_type=LogParams)
+        # Over budget, a `log` notification is dropped as it arrives: never decoded nor queued.
+        session.on_notification(
+            Notifications.LOG.name,
+            self._on_log,
+            params_type=LogParams,
+            admit=self._log_budget.take,
+        )
 
     async def _on_log(self, params: LogParams) -> None:
-        if not self._log_budget.take():
-            return
         plugin_log = logging.getLogger(f"plugbox.plugins.{self.name}")
         dropped = self._log_budget.unreported()
         if dropped:

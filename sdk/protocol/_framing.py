@@ -209,6 +209,18 @@ class MessageDecoder:
         out: list[Message | ParseFailure] = []
         buffer = self._buffer
         buffer += chunk
+        # A large frame arrives in many chunks: one without a newline completes nothing, so the
+        # buffer is not searched again (that would be quadratic in the frame's size).
+        if b"\n" in chunk:
+            self._take_lines(buffer, out)
+        if len(buffer) > self.max_frame_size:
+            if not self._discarding:
+                self._head = bytes(buffer[:_HEAD])
+            buffer.clear()
+            self._discarding = True
+        return out
+
+    def _take_lines(self, buffer: bytearray, out: list[Message | ParseFailure]) -> None:
         start = 0
         while True:
             end = buffer.find(b"\n", start)
@@ -221,12 +233,6 @@ class MessageDecoder:
                 self._take_line(buffer, start, end, out)
             start = end + 1
         del buffer[:start]
-        if len(buffer) > self.max_frame_size:
-            if not self._discarding:
-                self._head = bytes(buffer[:_HEAD])
-            buffer.clear()
-            self._discarding = True
-        return out
 
     def _whole_lines(self, chunk: bytes) -> list[Message | ParseFailure] | None:
         """Fast path: a chunk of complete, small, LF-only lines (the common case on a pipe)."""

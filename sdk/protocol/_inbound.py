@@ -4,8 +4,12 @@ Contract: the stream's listener is `_dispatch`, which never raises. Responses re
 at once (a handler waiting on the other side never deadlocks the reader). Each request runs in its
 own task, started at once unless notifications are queued ahead of it. Notifications run one at a
 time in arrival order; past `ORDERED_HIGH_WATER` queued, the stream stops reading so the peer's
-writes wait on the pipe (unless an answer to one of our requests is due on it). `$/cancel` cancels a
-running handler (or drops a queued request) and no reply is sent. Handler exceptions become error
+writes wait on the pipe (unless an answer to one of our requests is due on it). The ordered runner
+yields to the loop after `ORDERED_BATCH` messages or `ORDERED_SLICE_S` of work, so a peer's flood
+never holds the loop (the call's loop) for long. A notification route may have an `admit` gate (a
+rate budget): a notification it refuses is dropped and counted (`notifications_dropped`) before its
+params are decoded or it is queued; unknown notifications are dropped there too. `$/cancel` cancels
+a running handler (or drops a queued request) and no reply is sent. Handler exceptions become error
 responses (the one `except Exception` of the wire); unknown methods and undecodable params are
 answered with their JSON-RPC codes.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -52,6 +57,8 @@ logger = logging.getLogger("plugbox.protocol")
 GONE = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 END = None  # queued after the last message: the stream has ended
 ORDERED_HIGH_WATER = 64  # queued notifications before the stream stops reading (backpressure)
+ORDERED_BATCH = 64  # ordered messages handled per loop turn before yielding (issue #14: floods)
+ORDERED_SLICE_S = 0.001  # ... or this much work, whichever comes first
 _decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
 
 
@@ -67,6 +74,7 @@ def typed_decoder(target: Any) -> msgspec.json.Decoder[Any]:
 class _Route:
     handler: Handler
     decoder: msgspec.json.Decoder[Any]
+    admit: Callable[[], bool] | None = None  # a notification's gate: False drops it undecoded
 
     def decode(self, params: Any) -> Any:
         return decode_params(self.decoder, params)
@@ -115,6 +123,7 @@ class Inbound:
         self.name = name
         self.max_frame_size = max_frame_size
         self.parse_failures = 0
+        self.notifications_dropped = 0  # refused by their route's `admit` gate, never decoded
         self._stream = stream
         self._redact = redact
         self._requests: dict[str, _Route] = {}
@@ -135,10 +144,19 @@ class Inbound:
         self._requests[method] = _Route(handler, typed_decoder(params_type))
 
     def on_notification(
-        self, method: str, handler: Handler, *, params_type: Any = dict[str, Any]
+        self,
+        method: str,
+        handler: Handler,
+        *,
+        params_type: Any = dict[str, Any],
+        admit: Callable[[], bool] | None = None,
     ) -> None:
-        """Handle notification `method`; handlers run in arrival order, so keep them quick."""
-        self._notifications[method] = _Route(handler, typed_decoder(params_type))
+        """Handle notification `method`; handlers run in arrival order, so keep them quick.
+
+        `admit()`, when given, is asked as each one arrives: False drops it at once, before its
+        params are decoded or it waits in the queue (a rate budget costs a flood almost nothing).
+        """
+        self._notifications[method] = _Route(handler, typed_decoder(params_type), admit)
 
     def set_redactor(self, redact: Redactor | None) -> None:
         """Text filter applied to error messages and tracebacks this side sends."""
@@ -155,6 +173,8 @@ class Inbound:
                 self._resolve(message)
             elif isinstance(message, Notification) and message.method == Method.CANCEL:
                 self._cancel_inbound(message.params)  # at once, even behind a slow handler
+            elif isinstance(message, Notification) and not self._admitted(message):
+                return
             elif isinstance(message, Request) and not self._ordered and not self._ordered_busy:
                 self._start(message)
             elif isinstance(message, ParseFailure) and self._fail_pending(message):
@@ -163,6 +183,15 @@ class Inbound:
                 self._enqueue(message)
         except Exception:  # the listener boundary: a bug here must not close the transport
             logger.exception("%s: dispatching a message failed", self.name)
+
+    def _admitted(self, message: Notification) -> bool:
+        route = self._notifications.get(message.method)
+        if route is None:
+            return False  # unknown notifications are ignored, as JSON-RPC requires
+        if route.admit is None or route.admit():
+            return True
+        self.notifications_dropped += 1
+        return False
 
     def _enqueue(self, message: Message | ParseFailure | None) -> None:
         self._ordered.append(message)
@@ -178,11 +207,18 @@ class Inbound:
     async def _run_ordered(self) -> None:
         """Handle notifications, parse failures and the requests behind them in arrival order."""
         loop = asyncio.get_running_loop()
+        handled, since = 0, time.perf_counter()
         while True:
             if not self._ordered:
                 self._ordered_wakeup = loop.create_future()
                 await self._ordered_wakeup
+                handled, since = 0, time.perf_counter()
                 continue
+            if handled >= ORDERED_BATCH or time.perf_counter() - since >= ORDERED_SLICE_S:
+                # A handler that never suspends would otherwise run the whole queue in one turn.
+                await asyncio.sleep(0)
+                handled, since = 0, time.perf_counter()
+            handled += 1
             self._ordered_busy = True
             message = self._ordered.popleft()
             try:

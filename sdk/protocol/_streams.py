@@ -1,16 +1,17 @@
 """Wire layer: message streams over byte streams (a subprocess's pipes) and in memory (tests).
 
 Contract: a `MessageStream` sends already-encoded frames and hands every decoded message (or
-in-band `ParseFailure`) to one synchronous listener, in order, until the peer closes; the
-listener may pause and resume reading for backpressure. `PipeMessageStream` decodes a read pipe
-inside the event loop's data callback and calls the listener right there, so a reply resolves
-its caller without a reader task in between (two loop iterations fewer per round trip than
-pulling). `ByteMessageStream` adapts any pair of anyio byte streams by pulling. Concurrent
-senders are coalesced into one write per burst, so pipelined calls cost one system call for
-many frames: a sender that knows more frames are coming in this loop turn (other calls in
-flight) passes `hold=True`, and the pipe stream writes what was held once, at the start of the
-next turn, in order with every other frame; a lone frame is written at once, so a sequential
-call costs no extra loop turn. `memory_message_pair()` joins two message streams through
+in-band `ParseFailure`) to one synchronous listener, in order, until the peer closes; the listener
+may pause and resume reading for backpressure. `PipeMessageStream` decodes a read pipe inside the
+event loop's data callback and calls the listener right there, so a reply resolves its caller
+without a reader task in between (two loop iterations fewer per round trip than pulling); a read
+larger than `SLICE_BYTES` is decoded a slice per loop turn, reading paused meanwhile, so a peer's
+flood never holds the loop for one whole read. `ByteMessageStream` adapts any pair of anyio byte
+streams by pulling. Concurrent senders are coalesced into one write per burst, so pipelined calls
+cost one system call for many frames: a sender that knows more frames are coming in this loop turn
+(other calls in flight) passes `hold=True`, and the pipe stream writes what was held once, at the
+start of the next turn, in order with every other frame; a lone frame is written at once, so a
+sequential call costs no extra loop turn. `memory_message_pair()` joins two message streams through
 in-memory byte pipes that go through the same framing as a real pipe.
 """
 
@@ -30,6 +31,7 @@ from ._framing import Message, MessageDecoder, ParseFailure
 from ._methods import DEFAULT_MAX_FRAME_SIZE
 
 READ_CHUNK = 256 * 1024  # large reads: one system call drains many pipelined frames
+SLICE_BYTES = 32 * 1024  # decoded per loop turn (~500 small frames, about a millisecond)
 MAX_BUFFERED_WRITE = 8 * 1024 * 1024  # past this, senders wait for the pipe (backpressure)
 _DRAIN_ABOVE = 64 * 1024  # asyncio's own default high-water mark
 
@@ -159,7 +161,11 @@ class ByteMessageStream(_CoalescingSender):
 
 
 class _PipeReader(asyncio.Protocol):
-    """Decodes a read pipe in the loop's data callback and hands messages to the listener."""
+    """Decodes a read pipe in the loop's data callback and hands messages to the listener.
+
+    A read above `SLICE_BYTES` (a flood, or one large frame) is cut at newlines into slices, one
+    decoded per loop turn with reading paused meanwhile; a small read is decoded at once.
+    """
 
     def __init__(self, max_frame_size: int) -> None:
         self.decoder = MessageDecoder(max_frame_size)
@@ -167,12 +173,24 @@ class _PipeReader(asyncio.Protocol):
         self.early: list[Message | ParseFailure] = []  # what arrived before `listen`
         self.transport: asyncio.ReadTransport | None = None
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.backlog: deque[bytes] = deque()  # read, not yet decoded: for the next loop turns
+        self.paused = False  # by the session (backpressure): the backlog waits too
+        self._lost = False  # the pipe has ended; `closed` waits for the backlog
+        self._scheduled = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's pipe transports have the read interface without subclassing asyncio's.
         self.transport = cast(asyncio.ReadTransport, transport)
 
     def data_received(self, data: bytes) -> None:
+        if self.backlog or len(data) > SLICE_BYTES:
+            self.backlog.extend(_slices(data))
+            self._set_reading(False)
+            self._schedule()
+            return
+        self._deliver(data)
+
+    def _deliver(self, data: bytes) -> None:
         messages = self.decoder.feed(data)
         listener = self.listener
         if listener is None:
@@ -181,9 +199,79 @@ class _PipeReader(asyncio.Protocol):
         for message in messages:
             listener(message)
 
+    def _schedule(self) -> None:
+        if not self._scheduled and not self.paused:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._work_off)
+
+    def _work_off(self) -> None:
+        """One slice of the backlog per loop turn; reading resumes once it is worked off."""
+        self._scheduled = False
+        if self.paused:
+            return  # `resume` schedules the rest
+        if self.backlog:
+            self._deliver(self.backlog.popleft())
+        if self.backlog:
+            self._schedule()
+        elif self._lost:
+            self._end()
+        else:
+            self._set_reading(True)
+
+    def pause(self) -> None:
+        self.paused = True
+        self._set_reading(False)
+
+    def resume(self) -> None:
+        self.paused = False
+        if self.backlog:
+            self._schedule()
+        else:
+            self._set_reading(True)
+
+    def discard(self) -> None:
+        """This side closes: what is still undecoded is dropped."""
+        self.backlog.clear()
+        if self._lost:
+            self._end()
+
+    def _set_reading(self, on: bool) -> None:
+        transport = self.transport
+        if self._lost or transport is None or transport.is_closing():
+            return
+        # asyncio's pipe transport ignores a redundant pause or resume (and so does uvloop's).
+        if on:
+            transport.resume_reading()
+        else:
+            transport.pause_reading()
+
     def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        if not self.backlog:
+            self._end()
+        else:
+            self._schedule()  # the listener still gets what was read before the end
+
+    def _end(self) -> None:
         if not self.closed.done():
             self.closed.set_result(None)
+
+
+def _slices(data: bytes) -> list[bytes]:
+    """`data` cut after newlines into pieces of at most about `SLICE_BYTES` (a longer frame is cut
+    anywhere: the decoder takes arbitrary chunks)."""
+    if len(data) <= SLICE_BYTES:
+        return [data]
+    out: list[bytes] = []
+    start = 0
+    while len(data) - start > SLICE_BYTES:
+        cut = data.rfind(b"\n", start, start + SLICE_BYTES)
+        end = cut + 1 if cut >= 0 else start + SLICE_BYTES
+        out.append(data[start:end])
+        start = end
+    if start < len(data):
+        out.append(data[start:])
+    return out
 
 
 class PipeMessageStream(_CoalescingSender):
@@ -245,18 +333,15 @@ class PipeMessageStream(_CoalescingSender):
             reader.listener = None
 
     def pause_reading(self) -> None:
-        transport = self._reader.transport
-        if transport is not None and not transport.is_closing():
-            transport.pause_reading()
+        self._reader.pause()
 
     def resume_reading(self) -> None:
-        transport = self._reader.transport
-        if transport is not None and not transport.is_closing():
-            transport.resume_reading()
+        self._reader.resume()
 
     async def aclose(self) -> None:
         with anyio.CancelScope(shield=True):
             await super().aclose()
+            self._reader.discard()
             if self._reader.transport is not None:
                 self._reader.transport.close()
 
