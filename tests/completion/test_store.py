@@ -278,3 +278,44 @@ async def test_runs_fields_tokens_and_artifacts(store_url: str, tmp_path: Path) 
         for owner, name in (("qa", "../x"), ("qa", "a/b"), ("../qa", "x"), ("qa", ".hidden")):
             with pytest.raises(InvalidArtifactName):
                 await store.put_artifact(run_id, owner, name, "text/plain", b"x")
+
+
+async def test_a_deferred_job_stays_pending_and_is_claimable_only_after_its_delay(
+    store_url: str, tmp_path: Path
+) -> None:
+    async with open_store(store_url, data_dir=tmp_path) as store:
+        first, second = await _runs(store, 2)
+        job = await store.claim("w", lease_s=60, max_deaths=3)
+        assert job is not None
+        assert job.run_id == first
+        assert await store.release(first, "w", delay_s=3600)  # its plugin's circuit is open
+        deferred = await store.get_job(first)
+        assert deferred is not None
+        assert deferred.state is JobState.PENDING
+        assert deferred.not_before is not None
+        assert deferred.deaths == 0
+        assert [j.run_id for j in await store.claimable()] == [second]
+        taken = await store.claim("w", lease_s=60, max_deaths=3)
+        assert taken is not None
+        assert taken.run_id == second  # the other job is not held up
+        assert await store.claim("w", lease_s=60, max_deaths=3) is None
+        assert await store.claim("w", lease_s=60, max_deaths=3, run_id=first) is None
+        assert await store.retry(first) == []  # a retry revives it at once
+        again = await store.claim("w", lease_s=60, max_deaths=3)
+        assert again is not None
+        assert again.run_id == first
+        assert again.not_before is None
+        assert await store.release(first, "w")  # a drain: claimable at once
+        assert [j.run_id for j in await store.claimable()] == [first]
+
+
+async def test_run_summaries_count_current_results_newest_first(
+    store_url: str, tmp_path: Path
+) -> None:
+    async with open_store(store_url, data_dir=tmp_path) as store:
+        ids = await _runs(store, 3)
+        await store.record_node_result(ids[0], "a", plugin="p", status="failed", attempts=3)
+        await store.record_node_result(ids[0], "b", plugin="p", status="done", attempts=1)
+        assert [s.run_id for s in await store.run_summaries(limit=2)] == [ids[2], ids[1]]
+        oldest = (await store.run_summaries(limit=3))[-1]
+        assert (oldest.run_id, oldest.done, oldest.failed, oldest.recorded) == (ids[0], 1, 1, 2)
