@@ -28,6 +28,7 @@ from ._contexts import IntegrationCompletionContext, IntegrationRuntimeContext, 
 from ._package import IntegrationPackageSpec
 from ._runtime import IntegrationRuntimeSession
 from ._shadow import ShadowTask
+from ._threads import run_in_thread
 from ._version import SDK_VERSION
 from ._views import DefinitionView, graph_view, run_view, user_config_view
 from .protocol import (
@@ -82,7 +83,8 @@ async def call_author(function: Callable[..., Any], *args: Any) -> Any:
         is_coroutine = _is_coroutine_function[function] = inspect.iscoroutinefunction(function)
     if is_coroutine:
         return await function(*args)
-    result = await anyio.to_thread.run_sync(partial(function, *args))
+    # In a worker thread; one that outlives its cancelled call ends the process (_threads).
+    result = await run_in_thread(function, *args)
     return await result if inspect.isawaitable(result) else result
 
 
