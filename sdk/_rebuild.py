@@ -18,6 +18,8 @@ import base64
 import dataclasses
 import enum
 import importlib
+import importlib.util
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +27,7 @@ from .protocol import FrameWire as fw
 
 ProxyFor = Callable[[str | None], Any]  # a processor name -> the shadow task's proxy for it
 _shared: Rebuilder | None = None
+_shared_lock = threading.Lock()
 
 
 class StandInDirection(enum.IntEnum):
@@ -88,11 +91,21 @@ class Rebuilder:
 
     @classmethod
     def shared(cls) -> Rebuilder:
-        """One per process: its class caches serve every run."""
+        """One per process: its class caches serve every run. The first call imports pipecat
+        (seconds on a busy machine): call it from a worker thread, never on the event loop."""
         global _shared
-        if _shared is None:
-            _shared = cls.load()
-        return _shared
+        with _shared_lock:
+            if _shared is None:
+                _shared = cls.load()
+            return _shared
+
+    @staticmethod
+    def pipecat_installed() -> bool:
+        """Whether pipecat is importable here, without importing it."""
+        try:
+            return importlib.util.find_spec("pipecat") is not None
+        except (ImportError, ValueError):
+            return False
 
     def pushed(self, payload: dict[str, Any], proxy: ProxyFor) -> Any | None:
         """The `FramePushed` for one payload; None when its frame class is unknown here."""

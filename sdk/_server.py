@@ -14,6 +14,7 @@ import inspect
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from functools import partial
@@ -26,6 +27,7 @@ from ._asgi import RoutesApp
 from ._build import authoring_notes
 from ._contexts import IntegrationCompletionContext, IntegrationRuntimeContext, SyncMessages
 from ._package import IntegrationPackageSpec
+from ._rebuild import Rebuilder
 from ._runtime import IntegrationRuntimeSession
 from ._shadow import ShadowTask
 from ._threads import run_in_thread
@@ -156,6 +158,9 @@ class PluginServer:
                 f"plugin speaks {list(SUPPORTED_PROTOCOL_VERSIONS)}"
             )
         package = self._require_package()
+        if package.create_runtime_sessions is not None and Rebuilder.pipecat_installed():
+            # Warm the shadow task's pipecat import now, off the loop, not at the first call.
+            threading.Thread(target=Rebuilder.shared, name="pipecat-import", daemon=True).start()
         return InitializeResult(
             protocol_version=max(common),
             sdk_version=SDK_VERSION,
@@ -384,8 +389,14 @@ def _graph_nodes(graph: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 
 async def _attach_all(sessions: list[Any]) -> ShadowTask | None:
-    """Every session's `attach(task)` with the run's one shadow task; None if nothing attached."""
-    shadow = ShadowTask()
+    """Every session's `attach(task)` with the run's one shadow task; None if nothing attached.
+
+    pipecat (when installed here) is imported in a worker thread first: an import on the loop
+    would leave `ping` unanswered for seconds."""
+    if not sessions:
+        return None
+    rebuilder = await anyio.to_thread.run_sync(Rebuilder.shared)
+    shadow = ShadowTask(rebuilder)
     for session in sessions:
         try:
             session.attach(shadow)
