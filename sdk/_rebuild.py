@@ -18,7 +18,6 @@ import base64
 import dataclasses
 import enum
 import importlib
-import importlib.util
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -98,14 +97,6 @@ class Rebuilder:
             if _shared is None:
                 _shared = cls.load()
             return _shared
-
-    @staticmethod
-    def pipecat_installed() -> bool:
-        """Whether pipecat is importable here, without importing it."""
-        try:
-            return importlib.util.find_spec("pipecat") is not None
-        except (ImportError, ValueError):
-            return False
 
     def pushed(self, payload: dict[str, Any], proxy: ProxyFor) -> Any | None:
         """The `FramePushed` for one payload; None when its frame class is unknown here."""

@@ -14,7 +14,6 @@ import inspect
 import json
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from functools import partial
@@ -27,7 +26,6 @@ from ._asgi import RoutesApp
 from ._build import authoring_notes
 from ._contexts import IntegrationCompletionContext, IntegrationRuntimeContext, SyncMessages
 from ._package import IntegrationPackageSpec
-from ._rebuild import Rebuilder
 from ._runtime import IntegrationRuntimeSession
 from ._shadow import ShadowTask
 from ._threads import run_in_thread
@@ -158,9 +156,6 @@ class PluginServer:
                 f"plugin speaks {list(SUPPORTED_PROTOCOL_VERSIONS)}"
             )
         package = self._require_package()
-        if package.create_runtime_sessions is not None and Rebuilder.pipecat_installed():
-            # Warm the shadow task's pipecat import now, off the loop, not at the first call.
-            threading.Thread(target=Rebuilder.shared, name="pipecat-import", daemon=True).start()
         return InitializeResult(
             protocol_version=max(common),
             sdk_version=SDK_VERSION,
@@ -389,14 +384,9 @@ def _graph_nodes(graph: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 
 async def _attach_all(sessions: list[Any]) -> ShadowTask | None:
-    """Every session's `attach(task)` with the run's one shadow task; None if nothing attached.
-
-    pipecat (when installed here) is imported in a worker thread first: an import on the loop
-    would leave `ping` unanswered for seconds."""
-    if not sessions:
-        return None
-    rebuilder = await anyio.to_thread.run_sync(Rebuilder.shared)
-    shadow = ShadowTask(rebuilder)
+    """Every session's `attach(task)` with the run's one shadow task; None if nothing attached
+    (then pipecat is never imported for it)."""
+    shadow = ShadowTask()
     for session in sessions:
         try:
             session.attach(shadow)
@@ -404,6 +394,7 @@ async def _attach_all(sessions: list[Any]) -> ShadowTask | None:
             logger.exception("runtime session %r failed in attach", session)
     if not shadow.active:
         return None
+    await shadow.load()
     await shadow.setup()
     return shadow
 

@@ -24,6 +24,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import anyio
+
 from ._rebuild import Rebuilder
 from .protocol import EventKind, LiveEvent
 from .protocol import FrameWire as fw
@@ -81,9 +83,17 @@ class ShadowTask:
 
     @property
     def rebuilder(self) -> Rebuilder:
+        """Loaded on first use. Read during `attach` (`turn_tracking_observer`) that is cheap: a
+        package whose observers subclass pipecat's has imported pipecat already."""
         if self._rebuilder is None:
             self._rebuilder = Rebuilder.shared()
         return self._rebuilder
+
+    async def load(self) -> None:
+        """Load the rebuilder in a worker thread: importing pipecat on the event loop would leave
+        the plugin's `ping` unanswered for seconds."""
+        if self._rebuilder is None:
+            self._rebuilder = await anyio.to_thread.run_sync(Rebuilder.shared)
 
     # -- what packages call ---------------------------------------------------------------------
 
