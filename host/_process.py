@@ -44,6 +44,7 @@ from .sandbox import LaunchSpec, SandboxLimits, SandboxPermissions, SandboxPolic
 
 SHUTDOWN_REPLY_S = 2.0  # a healthy plugin answers `shutdown` at once
 EXIT_GRACE_S = 2.0  # time allowed for each later step of the ladder to end the process
+MIN_FRAME_SIZE = 64 * 1024  # below this a plugin could not answer `spec`: a broken handshake
 STDERR_DRAIN_S = 1.0  # after exit, read what is left of stderr for the crash report
 
 
@@ -179,6 +180,14 @@ async def handshake(proc: PluginProcess, manifest: Manifest) -> InitializeResult
     except PluginError as exc:
         refused = f"refused the handshake: {exc.message}"
         raise _handshake_error(proc, manifest.name, refused) from None
+    if not MIN_FRAME_SIZE <= result.max_frame_size <= params.max_frame_size:
+        raise _handshake_error(
+            proc,
+            manifest.name,
+            f"frame size {result.max_frame_size} outside [{MIN_FRAME_SIZE}, "
+            f"{params.max_frame_size}] (the plugin may only lower the host's offer)",
+        )
+    proc.session.limit_frames(result.max_frame_size)
     if result.protocol_version not in SUPPORTED_PROTOCOL_VERSIONS:
         raise _handshake_error(
             proc,

@@ -162,9 +162,17 @@ class PluginServer:
             package_name=package.name,
             package_version=self.package_version,
             spec_hash=self.spec_hash(),
-            max_frame_size=params.max_frame_size,
+            max_frame_size=self._negotiate_frames(params.max_frame_size),
             pid=os.getpid(),
         )
+
+    def _negotiate_frames(self, offered: int) -> int:
+        """The smaller of the host's offer and this side's limit binds both ends from now on."""
+        if self._session is None:  # served without a session (tests call the handler directly)
+            return offered
+        size = min(offered, self._session.max_frame_size)
+        self._session.limit_frames(size)
+        return size
 
     def _routes_app(self) -> RoutesApp | None:
         package = self._require_package()

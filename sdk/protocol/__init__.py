@@ -66,7 +66,6 @@ from ._methods import Method as Method
 from ._methods import NodeTypeInfo as NodeTypeInfo
 from ._methods import PingParams as PingParams
 from ._methods import PingResult as PingResult
-from ._methods import ProgressParams as ProgressParams
 from ._methods import RouteInfo as RouteInfo
 from ._methods import RuntimeContextWire as RuntimeContextWire
 from ._methods import RuntimeEventsParams as RuntimeEventsParams
@@ -166,7 +165,6 @@ __all__ = [
     "PluginCrashed",
     "PluginError",
     "PluginTimeout",
-    "ProgressParams",
     "RemoteError",
     "Request",
     "RequestId",

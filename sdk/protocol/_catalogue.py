@@ -25,7 +25,6 @@ from ._methods import (
     Method,
     PingParams,
     PingResult,
-    ProgressParams,
     RuntimeEventsParams,
     RuntimeFinishParams,
     RuntimeFinishResult,
@@ -85,5 +84,4 @@ class Notifications:
 
     RUNTIME_EVENTS: Final = NotifyMethod(Method.RUNTIME_EVENTS, RuntimeEventsParams)
     LOG: Final = NotifyMethod(Method.LOG, LogParams)
-    PROGRESS: Final = NotifyMethod(Method.PROGRESS, ProgressParams)
     CANCEL: Final = NotifyMethod(Method.CANCEL, CancelParams)

@@ -38,7 +38,6 @@ class Method:
     # plugin -> host
     CONTEXT_MESSAGES: Final = "context.messages"
     LOG: Final = "log"  # notification
-    PROGRESS: Final = "progress"  # notification
     # either direction
     CANCEL: Final = "$/cancel"  # notification
 
@@ -268,8 +267,3 @@ class LogParams(_Wire):
     message: str
     logger: str = ""
     fields: JSON = {}
-
-
-class ProgressParams(_Wire):
-    message: str
-    fraction: float | None = None

@@ -103,6 +103,12 @@ class RpcSession(Inbound):
             with anyio.CancelScope(shield=True):
                 await asyncio.gather(runner, *self._handlers, return_exceptions=True)
 
+    def limit_frames(self, size: int) -> None:
+        """Apply the frame size negotiated in `initialize` to what this side sends and reads."""
+        self.max_frame_size = size
+        if hasattr(self._stream, "max_frame_size"):  # pipe and memory streams decode with it
+            self._stream.max_frame_size = size
+
     async def aclose(self) -> None:
         """Close the stream; pending requests fail with `ConnectionClosed`."""
         self._close(ConnectionClosed("connection closed by this side", plugin=self.name))

@@ -210,6 +210,33 @@ async def test_an_oversize_response_is_a_typed_error_and_the_plugin_keeps_servin
         assert ping.pid > 0
 
 
+async def test_the_negotiated_frame_size_binds_what_each_side_sends(tmp_path: Path) -> None:
+    limit = 128 * 1024  # the plugin's own limit, lower than the host's 16 MiB offer
+    config = HostConfig(
+        plugins_root=FIXTURES,
+        data_dir=tmp_path / "data",
+        use_venvs=False,
+        idle_timeout_s=None,
+        extra_env={"PLUGBOX_TEST_MODE": "oversize", "PLUGBOX_MAX_FRAME_SIZE": str(limit)},
+    )
+    with anyio.fail_after(60):
+        async with PluginHost(config) as plugins:
+            handle = plugins.get("misbehaving")
+            await handle.call(Calls.PING, PingParams())
+            assert handle.handshake is not None
+            assert handle.handshake.max_frame_size == limit
+            big = CompletionRunParams(
+                [{"id": "n1", "type": "misbehaving", "data": {"name": "x" * limit}}],
+                CompletionContextWire(1, {}, {}, 1),
+            )
+            with pytest.raises(FrameTooLarge, match=f"exceeds {limit}"):  # never sent
+                await handle.call(Calls.COMPLETION_RUN, big)
+            with pytest.raises(FrameTooLarge, match=f"exceeds {limit}"):  # the plugin's refusal
+                await complete(plugins)
+            ping: PingResult = await handle.call(Calls.PING, PingParams())
+            assert ping.pid > 0
+
+
 def test_no_plugin_survives_its_host_killed_by_sigkill(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
