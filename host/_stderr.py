@@ -154,6 +154,17 @@ class StderrPump:
             self.tail.extend(str(fields["exc"]).splitlines()[-8:])
         self.logger.log(level, "%s", message, extra={"plugin_fields": fields})
 
+    def record(self, level: str, message: str, fields: dict[str, object]) -> None:
+        """A record that came as a `log` notification: logged and kept for crash reports exactly
+        as its stderr line would have been (scrubbed here too: the host never trusts a plugin)."""
+        number = _LEVELS.get(level.lower(), logging.INFO)
+        text = self.scrubber.scrub_text(message)
+        clean = self.scrubber.scrub(fields)
+        self.tail.append(f"{logging.getLevelName(number)}: {text}"[:_TAIL_LINE_CHARS])
+        if "exc" in clean:
+            self.tail.extend(str(clean["exc"]).splitlines()[-8:])
+        self.logger.log(number, "%s", text, extra={"plugin_fields": clean})
+
     def _report_drops(self) -> None:
         if self.budget.dropped > self.budget._reported and self.budget.has_room():
             self.budget.take()

@@ -356,7 +356,11 @@ class PluginHandle:
         dropped = self._log_budget.unreported()
         if dropped:
             plugin_log.warning("%d log notifications dropped (over %d/s)", dropped, LINES_PER_S)
-        plugin_log.info("%s", params.message)
+        proc = self._proc
+        if proc is None:  # a process being replaced: its late records still reach the log
+            plugin_log.info("%s", self.scrubber.scrub_text(params.message))
+            return
+        proc.stderr.record(params.level, params.message, {"logger": params.logger, **params.fields})
 
     # -- running and dying ----------------------------------------------------------------------
 

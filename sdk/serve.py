@@ -21,7 +21,7 @@ import anyio.lowlevel
 
 from ._compat import install_compat_aliases
 from ._egress import start_forwarder
-from ._logging import configure_logging
+from ._logging import JsonLinesHandler, configure_logging
 from ._loop import run
 from ._package import IntegrationPackageSpec, load_package
 from ._server import PluginServer
@@ -89,6 +89,9 @@ async def serve(import_name: str, wire: WireFds, redactor: SecretScrubber) -> No
         package_version=os.environ.get("PLUGBOX_PACKAGE_VERSION", "0.0.0"),
     )
     server.attach(session)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, JsonLinesHandler):
+            handler.attach_wire(session)  # the loop's log records now travel as `log`
     async with anyio.create_task_group() as group:
         group.start_soon(_close_on_shutdown, server, session)
         await session.run()  # returns at stdin EOF, or once `shutdown` closed the session

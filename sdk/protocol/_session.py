@@ -103,6 +103,18 @@ class RpcSession(Inbound):
             with anyio.CancelScope(shield=True):
                 await asyncio.gather(runner, *self._handlers, return_exceptions=True)
 
+    def notify_nowait(self, method: str, params: Any) -> bool:
+        """Write a notification now, without waiting, if the stream can (a pipe on this loop with
+        room): True when written; False when not (closed, unencodable, too large, no room)."""
+        send_nowait = getattr(self._stream, "send_nowait", None)
+        if self._closed is not None or send_nowait is None:
+            return False
+        try:
+            frame = self._encoded(Notification(method=method, params=params), method)
+        except PluginError:
+            return False
+        return len(frame) <= self.max_frame_size and bool(send_nowait(frame))
+
     def limit_frames(self, size: int) -> None:
         """Apply the frame size negotiated in `initialize` to what this side sends and reads."""
         self.max_frame_size = size

@@ -301,6 +301,18 @@ class PipeMessageStream(_CoalescingSender):
             self._held_size = 0
         await super().send(frame)
 
+    def send_nowait(self, frame: bytes) -> bool:
+        """Write `frame` now (after frames held this turn, to keep their order) unless the pipe
+        is backed up past `MAX_BUFFERED_WRITE`; False when it was not written."""
+        writer = self._writer
+        if writer is None or writer.buffered() > MAX_BUFFERED_WRITE:
+            return False
+        if not self._held:
+            return writer.write_nowait(frame)
+        self._held.append(frame)
+        self._held_size += len(frame)
+        return True
+
     def _write_held(self) -> None:
         if not self._held or self._writer is None:
             return
@@ -381,10 +393,17 @@ class AsyncioSendStream(anyio.abc.ByteSendStream):
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
 
-    def write_nowait(self, item: bytes) -> None:
-        """Hand bytes to the transport (a closed pipe is reported by the next `send`)."""
-        if not self._writer.transport.is_closing():
-            self._writer.write(item)
+    def buffered(self) -> int:
+        """Bytes handed to the transport and not yet taken by the pipe."""
+        return self._writer.transport.get_write_buffer_size()
+
+    def write_nowait(self, item: bytes) -> bool:
+        """Hand bytes to the transport (a closed pipe is reported by the next `send`); False
+        when it is closing and took nothing."""
+        if self._writer.transport.is_closing():
+            return False
+        self._writer.write(item)
+        return True
 
     async def send(self, item: bytes) -> None:
         try:

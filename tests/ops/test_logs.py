@@ -22,10 +22,18 @@ pytestmark = pytest.mark.anyio
 async def test_a_plugins_log_exception_keeps_its_logger_and_traceback(tmp_path: Path) -> None:
     logger = "plugbox.plugins.chatty"
     waiter = RecordWaiter(lambda r: "exc" in getattr(r, "plugin_fields", {})).attach(logger)
+    printed = RecordWaiter(lambda r: r.getMessage() == "plain print from chatty").attach(logger)
     async with ops_host(tmp_path / "data") as plugins:
-        await plugins.get("chatty").call(Calls.COMPLETION_RUN, chatty_params("log"))
+        handle = plugins.get("chatty")
+        stderr = (await handle.start()).stderr
+        lines = stderr.lines
+        await handle.call(Calls.COMPLETION_RUN, chatty_params("log"))
         await waiter.wait(logger)
+        await printed.wait(logger)  # stderr and the wire are two pipes: either may come first
         records = plugins.logs.recent("chatty")
+        # The handler runs on the plugin's loop: its two records came as `log` notifications,
+        # only the print() on stderr.
+        assert stderr.lines - lines == 1
     info = next(r for r in records if r["msg"] == "delivering node n0")
     assert info["level"] == "INFO"
     assert info["plugin_logger"] == "chatty.delivery"
