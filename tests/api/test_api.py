@@ -5,16 +5,19 @@ from __future__ import annotations
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
 import pytest
 
-from host import HostConfig, PluginHost
+from host import PluginHost
 from host.api import ApiLimits, create_app
 from host.completion import SQLiteRunStore
 from sdk.protocol import mask_value
+
+if TYPE_CHECKING:
+    from tests.conftest import ConfigFactory
 
 pytestmark = pytest.mark.anyio
 PLUGINS = Path(__file__).resolve().parents[1] / "fixtures" / "api_plugins"
@@ -23,11 +26,9 @@ KEY = "key-0123456789abcdef"
 
 @pytest.fixture
 async def api(
-    tmp_path: Path,
+    tmp_path: Path, make_config: ConfigFactory
 ) -> AsyncIterator[tuple[httpx.AsyncClient, PluginHost, SQLiteRunStore]]:
-    config = HostConfig(
-        plugins_root=PLUGINS, data_dir=tmp_path / "data", use_venvs=False, idle_timeout_s=None
-    )
+    config = make_config(PLUGINS)
     with anyio.fail_after(60):
         async with PluginHost(config) as plugins, SQLiteRunStore(tmp_path / "runs.db") as store:
             app = create_app(plugins, store, limits=ApiLimits(max_body_bytes=64 * 1024))

@@ -7,12 +7,12 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
 
-from host import HostConfig, PluginHost
+from host import PluginHost
 from host.client import MAX_RESULT_DEPTH, PluginClient, ResultError, check_result
 from host.runtime import IntegrationRuntimeContext
 from sdk.protocol import (
@@ -23,6 +23,9 @@ from sdk.protocol import (
     PluginCrashed,
     SecretScrubber,
 )
+
+if TYPE_CHECKING:
+    from tests.conftest import HostFactory
 
 pytestmark = pytest.mark.anyio
 PLUGINS = Path(__file__).resolve().parents[1] / "fixtures" / "runtime_plugins"
@@ -39,14 +42,9 @@ def context(run_id: int = 1) -> IntegrationRuntimeContext:
 
 
 @pytest.fixture
-async def plugins(tmp_path: Path) -> AsyncIterator[PluginHost]:
-    config = HostConfig(
-        plugins_root=PLUGINS, data_dir=tmp_path / "data", use_venvs=False, idle_timeout_s=None
-    )
-    with anyio.fail_after(90):
-        async with PluginHost(config) as host:
-            await host.registry.refresh()
-            yield host
+async def plugins(make_host: HostFactory) -> AsyncIterator[PluginHost]:
+    async with make_host(PLUGINS, deadline_s=90) as (host, _):
+        yield host
 
 
 async def test_a_crash_ends_the_live_session_of_that_process_and_nothing_reopens(

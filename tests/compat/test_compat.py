@@ -11,13 +11,13 @@ import dataclasses
 import importlib
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
 import pytest
 
-from host import HostConfig, PluginHost
+from host import PluginHost
 from host._grants import Grants, PluginGrant
 from host.api import create_app
 from host.completion import SQLiteRunStore, run_integrations
@@ -40,6 +40,9 @@ from sdk.protocol import (
     ValidateResult,
 )
 from sdk.testing import check_package, run_subprocess, synthetic_call_events
+
+if TYPE_CHECKING:
+    from tests.conftest import HostFactory
 
 pytestmark = pytest.mark.anyio
 PLUGINS = Path(__file__).resolve().parents[1] / "fixtures" / "compat_plugins"
@@ -259,24 +262,15 @@ async def test_completion_reads_logs_usage_info_recording_and_the_public_token()
 
 
 @pytest.fixture
-async def host(tmp_path: Path) -> AsyncIterator[tuple[PluginHost, SQLiteRunStore]]:
+async def host(make_host: HostFactory) -> AsyncIterator[tuple[PluginHost, SQLiteRunStore]]:
     grants = Grants(
         plugins={
             "helpdesk": PluginGrant(reference_routes=True),
             "deskclone": PluginGrant(reference_routes=True),
         }
     )
-    config = HostConfig(
-        plugins_root=PLUGINS,
-        data_dir=tmp_path / "data",
-        use_venvs=False,
-        idle_timeout_s=None,
-        grants=grants,
-    )
-    with anyio.fail_after(120):
-        async with PluginHost(config) as plugins, SQLiteRunStore(tmp_path / "runs.db") as store:
-            await plugins.registry.refresh()
-            yield plugins, store
+    async with make_host(PLUGINS, grants=grants) as env:
+        yield env
 
 
 async def test_a_live_call_and_its_completion_through_the_host(

@@ -6,14 +6,17 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
 import pytest
 
-from host import HostConfig, PluginHost
+from host import PluginHost
 from host.api import ApiLimits, create_app
+
+if TYPE_CHECKING:
+    from tests.conftest import ConfigFactory
 
 pytestmark = pytest.mark.anyio
 PLUGINS = Path(__file__).resolve().parents[1] / "fixtures" / "api_plugins"
@@ -23,10 +26,8 @@ Api = tuple[httpx.AsyncClient, PluginHost]
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    config = HostConfig(
-        plugins_root=PLUGINS, data_dir=tmp_path / "data", use_venvs=False, idle_timeout_s=None
-    )
+async def api(make_config: ConfigFactory) -> AsyncIterator[Api]:
+    config = make_config(PLUGINS)
     with anyio.fail_after(60):
         async with PluginHost(config) as plugins:
             app = create_app(plugins, limits=ApiLimits(max_definition_bytes=64 * 1024))

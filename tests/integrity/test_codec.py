@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
 
-from host import HostConfig, PluginHost
+from host import PluginHost
 from host.completion import SQLiteRunStore, run_integrations
 from host.runtime import LIVE_KEY, IntegrationRuntimeContext, finish_call, open_call
 from plugbox_demo.scripted_call import run_scripted_call
 from sdk.protocol import ValidateItem
+
+if TYPE_CHECKING:
+    from tests.conftest import HostFactory
 
 pytestmark = pytest.mark.anyio
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -60,35 +63,30 @@ async def live_call(
     return run_id
 
 
-async def test_a_surrogate_fails_only_what_it_must(root: Path, tmp_path: Path) -> None:
-    config = HostConfig(
-        plugins_root=root, data_dir=tmp_path / "data", use_venvs=False, idle_timeout_s=None
-    )
-    with anyio.fail_after(120):
-        async with PluginHost(config) as plugins, SQLiteRunStore(tmp_path / "r.db") as store:
-            await plugins.registry.refresh()
-            # A live event: its batch is dropped, the session and the host carry on.
-            good = await store.get_run(await live_call(plugins, store, "good", bad_event=True))
-            assert good is not None
-            assert good.logs["lone"]["events"] > 0
-            assert good.logs[LIVE_KEY]["lone"]["status"] == "ok"
-            assert good.logs[LIVE_KEY]["lone"]["dropped"] >= 1
-            assert good.logs["victim"] == {"real": True}
-            # A definition: that plugin's validation fails with the path; the other validates.
-            bad, fine = await plugins.registry.validate_nodes(
-                [ValidateItem("lone", {"name": LONE}), ValidateItem("victim", {"name": "v"})]
-            )
-            assert not bad.ok
-            assert "$.items[0].data.name" in bad.errors[0].msg
-            assert "lone surrogate" in bad.errors[0].msg
-            assert fine.ok
-            # A snapshot and a result: an error for that plugin at once (no timeout), the
-            # other plugin's snapshot and result stored.
-            run_id = await live_call(plugins, store, "surrogate", bad_event=False)
-            with anyio.fail_after(4):  # well under the plugin's 5 s call deadline
-                await run_integrations(run_id, plugins=plugins, store=store)
-            run = await store.get_run(run_id)
-            assert plugins.get("lone").state.value == "ready"
+async def test_a_surrogate_fails_only_what_it_must(root: Path, make_host: HostFactory) -> None:
+    async with make_host(root) as (plugins, store):
+        # A live event: its batch is dropped, the session and the host carry on.
+        good = await store.get_run(await live_call(plugins, store, "good", bad_event=True))
+        assert good is not None
+        assert good.logs["lone"]["events"] > 0
+        assert good.logs[LIVE_KEY]["lone"]["status"] == "ok"
+        assert good.logs[LIVE_KEY]["lone"]["dropped"] >= 1
+        assert good.logs["victim"] == {"real": True}
+        # A definition: that plugin's validation fails with the path; the other validates.
+        bad, fine = await plugins.registry.validate_nodes(
+            [ValidateItem("lone", {"name": LONE}), ValidateItem("victim", {"name": "v"})]
+        )
+        assert not bad.ok
+        assert "$.items[0].data.name" in bad.errors[0].msg
+        assert "lone surrogate" in bad.errors[0].msg
+        assert fine.ok
+        # A snapshot and a result: an error for that plugin at once (no timeout), the
+        # other plugin's snapshot and result stored.
+        run_id = await live_call(plugins, store, "surrogate", bad_event=False)
+        with anyio.fail_after(4):  # well under the plugin's 5 s call deadline
+            await run_integrations(run_id, plugins=plugins, store=store)
+        run = await store.get_run(run_id)
+        assert plugins.get("lone").state.value == "ready"
     assert run is not None
     assert "lone" not in run.logs
     assert "lone surrogate" in str(run.logs["integration_lone"])

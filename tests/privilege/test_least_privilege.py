@@ -6,19 +6,21 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anyio
 import httpx
 import pytest
 
-from host import HostConfig, PluginHost
+from host import PluginHost
 from host._grants import Grants, HostGrants
 from host.api import create_app
 from host.completion import SQLiteRunStore, run_integrations
 from host.runtime import LIVE_KEY, IntegrationRuntimeContext, finish_call, open_call
 from plugbox_demo.scripted_call import run_scripted_call
 from sdk.protocol import mask_value
+
+if TYPE_CHECKING:
+    from tests.conftest import HostFactory
 
 pytestmark = pytest.mark.anyio
 PLUGINS = Path(__file__).resolve().parents[1] / "fixtures" / "privilege_plugins"
@@ -49,18 +51,12 @@ def definition(mode_a: str = "good", mode_b: str = "good") -> dict[str, Any]:
 
 
 @pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[tuple[PluginHost, SQLiteRunStore, Path]]:
-    config = HostConfig(
-        plugins_root=PLUGINS,
-        data_dir=tmp_path / "data",
-        use_venvs=False,
-        idle_timeout_s=None,
-        grants=Grants(host=HostGrants(user_config_fields=("url",))),  # the operator extends
-    )
-    with anyio.fail_after(120):
-        async with PluginHost(config) as plugins, SQLiteRunStore(tmp_path / "runs.db") as store:
-            await plugins.registry.refresh()
-            yield plugins, store, tmp_path
+async def env(
+    tmp_path: Path, make_host: HostFactory
+) -> AsyncIterator[tuple[PluginHost, SQLiteRunStore, Path]]:
+    grants = Grants(host=HostGrants(user_config_fields=("url",)))  # the operator extends
+    async with make_host(PLUGINS, grants=grants) as (plugins, store):
+        yield plugins, store, tmp_path
 
 
 async def live_call(plugins: PluginHost, store: SQLiteRunStore, workflow: dict[str, Any]) -> int:

@@ -7,14 +7,14 @@ import signal
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
 from pipecat.frames import frames as f
 
 import host.runtime._sessions as sessions_module
-from host import HostConfig, PluginHost
+from host import PluginHost
 from host.completion import SQLiteRunStore
 from host.runtime import (
     LIVE_KEY,
@@ -26,6 +26,9 @@ from host.runtime import (
 from host.runtime._queue import PluginQueue
 from plugbox_demo.scripted_call import run_frame_burst, run_scripted_call
 from sdk.protocol import EventKind, LiveEvent, PluginError
+
+if TYPE_CHECKING:
+    from tests.conftest import HostFactory
 
 pytestmark = pytest.mark.anyio
 PLUGINS = Path(__file__).resolve().parents[1] / "fixtures" / "runtime_plugins"
@@ -45,14 +48,10 @@ def graph(*types: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[tuple[PluginHost, SQLiteRunStore]]:
-    config = HostConfig(
-        plugins_root=PLUGINS, data_dir=tmp_path / "data", use_venvs=False, idle_timeout_s=None
-    )
-    with anyio.fail_after(90):
-        async with PluginHost(config) as plugins, SQLiteRunStore(tmp_path / "runs.db") as store:
-            await plugins.registry.refresh()
-            yield plugins, store
+async def env(make_host: HostFactory) -> AsyncIterator[tuple[PluginHost, SQLiteRunStore]]:
+    # `stuck` starts only in the tests that call it
+    async with make_host(PLUGINS, warm=("recorder_all", "recorder_speech"), deadline_s=90) as env:
+        yield env
 
 
 def recording() -> PluginQueue:
@@ -166,6 +165,7 @@ async def test_a_plugin_that_never_reads_only_loses_its_own_events(
     plugins, store = env
     monkeypatch.setattr(sessions_module, "FINISH_TIMEOUT_S", 0.5)
     definition = graph("recorder_all", "stuck")
+    await plugins.get("stuck").start()
     run_id = await store.create_run(workflow_definition={"nodes": []})
     async with open_call(
         IntegrationRuntimeContext(run_id, workflow_graph=definition), plugins=plugins
@@ -228,6 +228,7 @@ async def test_a_pump_stuck_on_a_plugin_that_stopped_reading_ends_with_its_call(
 ) -> None:
     plugins, _ = env
     context = IntegrationRuntimeContext(1, workflow_graph=graph("stuck"))
+    await plugins.get("stuck").start()
     started: list[int] = []
     returned: list[int] = []
     first_sent, second_started = anyio.Event(), anyio.Event()

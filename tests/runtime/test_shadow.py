@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
@@ -18,6 +18,9 @@ from host.completion import SQLiteRunStore
 from host.runtime import LIVE_KEY, IntegrationRuntimeContext, finish_call, open_call
 from plugbox_demo.scripted_call import run_scripted_call
 
+if TYPE_CHECKING:
+    from tests.conftest import HostFactory
+
 pytestmark = pytest.mark.anyio
 PLUGINS = Path(__file__).resolve().parents[1] / "fixtures" / "shadow_plugins"
 
@@ -27,20 +30,12 @@ def graph(*types: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[tuple[PluginHost, SQLiteRunStore]]:
-    # use_venvs=False: the plugin process runs the host's interpreter, so pipecat is importable
-    # in it without building a venv holding pipecat per test run (see docs/shadow-task.md).
-    config = HostConfig(
-        plugins_root=PLUGINS,
-        data_dir=tmp_path / "data",
-        use_venvs=False,
-        idle_timeout_s=None,
-        session_open_timeout_s=60,  # a cold start imports pipecat in the plugin
-    )
-    with anyio.fail_after(120):
-        async with PluginHost(config) as plugins, SQLiteRunStore(tmp_path / "runs.db") as store:
-            await plugins.registry.refresh()
-            yield plugins, store
+async def env(make_host: HostFactory) -> AsyncIterator[tuple[PluginHost, SQLiteRunStore]]:
+    # use_venvs=False (make_host's default): the plugin process runs the host's interpreter, so
+    # pipecat is importable in it without building a venv holding pipecat per test run (see
+    # docs/shadow-task.md).
+    async with make_host(PLUGINS, session_open_timeout_s=60) as env:  # a cold start imports pipecat
+        yield env
 
 
 def in_process_probe() -> Any:

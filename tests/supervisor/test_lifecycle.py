@@ -73,6 +73,28 @@ async def test_repeated_crashes_open_the_circuit_and_calls_fail_fast(tmp_path: P
         assert len(runner.of("misbehaving")) == 5  # the open circuit started nothing
 
 
+@pytest.mark.parametrize(
+    ("behaviour", "cause"),
+    [
+        (FakePlugin(hang_on=Calls.INITIALIZE.name), "no handshake within 0.2 s"),
+        (FakePlugin(protocol_version="99"), "protocol version mismatch: plugin chose '99'"),
+        (FakePlugin(crash_on=Calls.INITIALIZE.name, exit_code=3), "exited with code 3"),
+    ],
+)
+async def test_a_broken_handshake_is_a_typed_error_naming_the_cause(
+    tmp_path: Path, behaviour: FakePlugin, cause: str
+) -> None:
+    async with fake_host(tmp_path, {"misbehaving": behaviour}) as (plugins, runner):
+        handle = plugins.get("misbehaving")
+        limits = handle.manifest.limits.model_copy(update={"startup_timeout_s": 0.2})
+        handle.manifest = handle.manifest.model_copy(update={"limits": limits})
+        with pytest.raises(HandshakeError, match=cause) as caught:
+            await handle.call(Calls.PING, PingParams())
+        assert caught.value.plugin == "misbehaving"
+        assert handle.state is ProcessState.CRASHED
+        assert runner.of("misbehaving")[0].signals[-1] == signal.SIGKILL  # nothing left behind
+
+
 async def test_a_hanging_call_times_out_and_a_dead_ping_restarts_the_plugin(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

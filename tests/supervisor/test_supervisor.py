@@ -22,11 +22,8 @@ from sdk.protocol import (
     CompletionRunResult,
     FrameTooLarge,
     HandshakeError,
-    Method,
     PingParams,
     PingResult,
-    PluginCrashed,
-    PluginTimeout,
 )
 
 pytestmark = pytest.mark.anyio
@@ -121,60 +118,15 @@ async def test_a_plugin_crashing_at_import_fails_the_handshake_with_its_tracebac
         assert (await complete(plugins, "healthy")).result  # the others keep serving
 
 
-@pytest.mark.parametrize("mode", ["exit_import", "hang_handshake", "wrong_version"])
-async def test_a_broken_handshake_is_a_typed_error_naming_the_cause(
-    tmp_path: Path, mode: str
+async def test_a_plugin_exiting_at_import_fails_the_handshake_naming_its_exit_code(
+    tmp_path: Path,
 ) -> None:
-    async with plugin_host(tmp_path, mode) as plugins:
-        handle = plugins.get("misbehaving")
-        # Only the hang needs a short deadline; the others must have time to start on a loaded
-        # machine (a start costs ~1 s of wall time on 2 busy cores), or they also "hang".
-        deadline = 2.0 if mode == "hang_handshake" else 30.0
-        handle.manifest = handle.manifest.model_copy(
-            update={
-                "limits": handle.manifest.limits.model_copy(update={"startup_timeout_s": deadline})
-            }
-        )
-        with pytest.raises(HandshakeError) as caught:
+    # A hung or wrong-version handshake, a crash or a hang mid-call, and the whole shutdown
+    # ladder are host logic: test_lifecycle.py proves them on the in-memory runner. What needs
+    # a real process stays here: an exit at import, the process tree, floods, the pipe.
+    async with plugin_host(tmp_path, "exit_import") as plugins:
+        with pytest.raises(HandshakeError, match="exited with code 3"):
             await complete(plugins)
-    expected = {
-        "exit_import": "exited with code 3",
-        "hang_handshake": "no handshake within 2 s",
-        "wrong_version": "protocol version mismatch",
-    }[mode]
-    assert expected in str(caught.value)
-
-
-async def test_a_crash_mid_call_fails_the_call_and_the_next_call_restarts(tmp_path: Path) -> None:
-    async with plugin_host(tmp_path, "crash_call") as plugins:
-        handle = plugins.get("misbehaving")
-        with pytest.raises(PluginCrashed) as caught:
-            await complete(plugins)
-        assert "exited with code 7" in str(caught.value)
-        assert caught.value.method == Method.COMPLETION_RUN
-        ping: PingResult = await handle.call(Calls.PING, PingParams())
-        assert ping.pid > 0
-        assert handle.restarts == 1
-
-
-async def test_a_hanging_handler_times_out_and_other_calls_still_work(tmp_path: Path) -> None:
-    async with plugin_host(tmp_path, "hang_call") as plugins:
-        handle = plugins.get("misbehaving")
-        with pytest.raises(PluginTimeout):
-            await handle.call(
-                Calls.COMPLETION_RUN,
-                completion_params(),
-                timeout=0.5,
-            )
-        ping: PingResult = await handle.call(Calls.PING, PingParams())
-        assert ping.pid > 0
-
-
-async def test_a_plugin_ignoring_sigterm_is_killed_by_the_ladder(tmp_path: Path) -> None:
-    async with plugin_host(tmp_path, "ignore_sigterm") as plugins:
-        await complete(plugins)
-        tree = await tree_of(plugins)
-    await wait_gone(tree)
 
 
 async def test_a_grandchild_ignoring_sigterm_dies_with_the_plugin(tmp_path: Path) -> None:
