@@ -16,6 +16,7 @@ import base64
 import dataclasses
 import enum
 import inspect
+from types import SimpleNamespace
 from typing import Any
 
 from sdk.protocol import FrameWire as fw
@@ -79,20 +80,9 @@ def encode_lone_frame(frame: Any) -> dict[str, Any] | None:
     """A frame handed to a task event (`on_pipeline_finished(task, frame)`): no push around it."""
     if frame is None:
         return None
-    pushed = _Lone(frame)
-    payload, _ = encode_frame(pushed)
+    lone = SimpleNamespace(frame=frame, source=None, destination=None, direction=1, timestamp=0)
+    payload, _ = encode_frame(lone)
     return payload
-
-
-class _Lone:
-    def __init__(self, frame: Any) -> None:
-        self.frame, self.source, self.destination, self.direction, self.timestamp = (
-            frame,
-            None,
-            None,
-            1,
-            0,
-        )
 
 
 def _processor_name(processor: Any) -> str | None:
