@@ -4,8 +4,8 @@ Contract: in process, a package's `session.attach(task)` registers pipecat obser
 handlers on the live `PipelineWorker`. Across the process boundary the server hands every session
 of a run one `ShadowTask` instead, supporting what packages use: `add_observer` /
 `remove_observer`, `turn_tracking_observer` (pipecat's real `TurnTrackingObserver` when pipecat is
-importable here, else a stand-in that takes handlers and never fires), `event_handler` /
-`add_event_handler` for the task events the host forwards (`on_pipeline_started`,
+importable here, else `_turns.StandInTurnTracker`, the same rules on stand-in frames),
+`event_handler` / `add_event_handler` for the task events the host forwards (`on_pipeline_started`,
 `on_pipeline_finished`, `on_pipeline_error`; handlers get `(task, frame)`), and processor proxies
 (`processor(name)`, `processors`) whose `.name` is the host processor's. `deliver(events)` rebuilds
 each `pipecat.frame` event (`_rebuild`) and awaits every observer's `on_push_frame` with it, one
@@ -27,6 +27,7 @@ from typing import Any
 import anyio
 
 from ._rebuild import Rebuilder
+from ._turns import StandInTurnTracker
 from .protocol import EventKind, LiveEvent
 from .protocol import FrameWire as fw
 
@@ -45,26 +46,6 @@ class ProcessorProxy:
 
     def __repr__(self) -> str:
         return f"ProcessorProxy({self.name!r})"
-
-
-class StandInTurnTracker:
-    """`turn_tracking_observer` without pipecat: takes handlers, never fires (turns need it)."""
-
-    def __init__(self) -> None:
-        self.handlers: dict[str, list[Callable[..., Any]]] = {}
-
-    def add_event_handler(self, name: str, handler: Callable[..., Any]) -> None:
-        self.handlers.setdefault(name, []).append(handler)
-
-    def event_handler(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        def decorator(handler: Callable[..., Any]) -> Callable[..., Any]:
-            self.add_event_handler(name, handler)
-            return handler
-
-        return decorator
-
-    async def on_push_frame(self, data: Any) -> None:
-        return None
 
 
 class ShadowTask:

@@ -146,3 +146,4 @@ async def test_without_pipecat_in_its_venv_a_plugin_observes_stand_ins_with_the_
     assert seen["transcript"] == expected["transcript"]
     assert seen["classes"] == expected["classes"]
     assert seen["upstream"] == expected["upstream"]
+    assert seen["turns"] == expected["turns"]  # pipecat's turn rules, ported for stand-ins
