@@ -34,7 +34,9 @@ async def env(make_host: HostFactory) -> AsyncIterator[tuple[PluginHost, SQLiteR
     # use_venvs=False (make_host's default): the plugin process runs the host's interpreter, so
     # pipecat is importable in it without building a venv holding pipecat per test run (see
     # docs/shadow-task.md).
-    async with make_host(PLUGINS, session_open_timeout_s=60) as env:  # a cold start imports pipecat
+    # Only the probe starts warm (it imports pipecat: seconds under load); a cold start (sleepy)
+    # happens inside the session-open bound, raised for it.
+    async with make_host(PLUGINS, warm=("shadow_probe",), session_open_timeout_s=60) as env:
         yield env
 
 
