@@ -1,11 +1,14 @@
 """Benchmark: plugin cold start (spawn + handshake + spec) for 1 and 8 plugins, the warm node-type
-listing from the spec cache, and the `python -c pass` floor, in one run. bench/results/startup.json.
+listing from the spec cache, the restart after a crash (a fork of the plugin's zygote, and a cold
+sandbox start without one), and the `python -c pass` floor, in one run.
+bench/results/startup.json.
 """
 
 from __future__ import annotations
 
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -95,6 +98,34 @@ async def warm(root: Path, data: Path, repeats: int) -> tuple[float, float, floa
         return median(samples), refresh_ms, ping.rss_bytes / 2**20
 
 
+RESTARTS = 4  # below the breaker's 5 crashes a minute, so every restart is a real one
+
+
+async def restart_to_ready_ms(root: Path, data: Path, *, zygote: bool) -> float:
+    """Median time from a SIGKILL of the plugin's process to its first answered call."""
+    config = HostConfig(plugins_root=root, data_dir=data, idle_timeout_s=None, zygote=zygote)
+    samples = []
+    async with PluginHost(config) as plugins:
+        handle = plugins.get(sorted(plugins.manifests)[0])
+        await handle.call(Calls.PING, PingParams())
+        crashed = [anyio.Event()]
+        handle.on_exit(lambda process, error: crashed[0].set())
+        for _ in range(RESTARTS):
+            crashed[0] = anyio.Event()
+            pid = handle.plugin_pid
+            assert pid is not None
+            started = time.perf_counter()
+            os.kill(pid, signal.SIGKILL)
+            await crashed[0].wait()  # the host has seen the death: the next call restarts
+            await handle.call(Calls.PING, PingParams())
+            samples.append((time.perf_counter() - started) * 1000)
+        assert handle.restarts == RESTARTS
+        if zygote:
+            assert handle.zygote is not None
+            assert handle.zygote.launches == 1  # every restart was a fork
+    return median(samples)
+
+
 async def measure(quick: bool) -> dict[str, dict[str, object]]:
     repeats = 3 if quick else 7
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,6 +140,8 @@ async def measure(quick: bool) -> dict[str, dict[str, object]]:
         cold_1, cpu_1 = await cold_start_ms(one, data, repeats)
         cold_8, _ = await cold_start_ms(eight, data, repeats)
         listing_ms, warm_refresh_ms, rss = await warm(eight, data, 1000)
+        restart_ms = await restart_to_ready_ms(one, data, zygote=True)
+        restart_cold_ms = await restart_to_ready_ms(one, data, zygote=False)
     # A start is CPU work: 8 of them need 8 x its CPU time spread over the cores, so no
     # scheduling can bring the 8-to-1 ratio below this bound.
     bound = max(1.0, 8 * cpu_1 / CORES / cold_1)
@@ -129,6 +162,12 @@ async def measure(quick: bool) -> dict[str, dict[str, object]]:
         "warm_node_types_ms": metric(listing_ms, "ms", 1.0, "lower"),
         "warm_refresh_from_cache_ms": metric(warm_refresh_ms, "ms"),
         "idle_rss_mb": metric(rss, "MiB"),
+        # Crash to first answered call: a fork of the zygote (target: 3 x the floor's wall time),
+        # and the same without a zygote (a cold sandbox start) for comparison.
+        "restart_to_ready_ms": metric(restart_ms, "ms", 3 * floor, "lower"),
+        "restart_to_ready_to_python_floor_ratio": metric(restart_ms / floor, "x", 3.0, "lower"),
+        "restart_cold_to_ready_ms": metric(restart_cold_ms, "ms"),
+        "restart_cold_to_zygote_ratio": metric(restart_cold_ms / restart_ms, "x"),
     }
 
 

@@ -1,12 +1,13 @@
 """Supervisor layer: restart backoff with jitter, and the circuit breaker over crashes.
 
-Contract: after a crash, the next start waits `delay()` (exponential in consecutive crashes,
-capped, with full jitter). `CRASH_LIMIT` crashes within `WINDOW_S` open the circuit when they are
-at least `CRASH_SHARE` of the calls that ended in that window (crashes plus successful calls): a
-plugin that cannot serve is cut off, while one that crashes now and then between many good calls
-(or on one bad input among good ones) keeps serving, its crashes retried. An open circuit refuses
-starts until `COOL_DOWN_S` has passed, then one trial start is allowed (half-open); its success
-closes the circuit, its crash opens it again. The clock and the random source are injectable.
+Contract: after a crash, the next start waits `delay()` (exponential in consecutive crashes from
+`base_s`, capped, with full jitter). `CRASH_LIMIT` crashes within `WINDOW_S` open the circuit when
+they are at least `CRASH_SHARE` of the calls that ended in that window (crashes plus successful
+calls): a plugin that cannot serve is cut off, while one that crashes now and then between many
+good calls (or on one bad input among good ones) keeps serving, its crashes retried. An open
+circuit refuses starts until `COOL_DOWN_S` has passed, then one trial start is allowed
+(half-open); its success closes the circuit, its crash opens it again. The clock and the random
+source are injectable.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 BACKOFF_BASE_S = 0.1  # a crashed plugin is usually fine on the next start
+# With a zygote a restart is a fork (a few ms, no imports), so the backoff that spares the
+# machine scales down with it; the circuit still opens after CRASH_LIMIT crashes in WINDOW_S.
+FORK_BACKOFF_BASE_S = 0.01
 BACKOFF_CAP_S = 5.0  # never keep a caller waiting longer than this for a restart
 CRASH_LIMIT = 5  # crashes ...
 WINDOW_S = 60.0  # ... within this window open the circuit
@@ -36,6 +40,7 @@ class CrashBreaker:
     window_s: float = WINDOW_S
     cool_down_s: float = COOL_DOWN_S
     crash_share: float = CRASH_SHARE
+    base_s: float = BACKOFF_BASE_S
     consecutive: int = 0
     _crashes: deque[float] = field(default_factory=deque)
     _good: deque[list[float]] = field(default_factory=deque)  # [second, good calls in it]
@@ -81,7 +86,7 @@ class CrashBreaker:
         """Seconds to wait before the next start (0 when the last start did not crash)."""
         if self.consecutive == 0:
             return 0.0
-        ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (self.consecutive - 1))
+        ceiling = min(BACKOFF_CAP_S, self.base_s * 2 ** (self.consecutive - 1))
         return self.uniform(ceiling / 2, ceiling)
 
     def open_for(self) -> float | None:

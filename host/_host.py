@@ -59,6 +59,8 @@ class HostConfig:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     # The operator's grants: this object, else the file (default: `<data_dir>/grants.toml`).
     grants: Grants | None = None
+    # Each plugin's sandbox imports it once and forks a fresh worker per start (host/_zygote.py).
+    zygote: bool = True
     grants_file: Path | None = None
 
     def load_grants(self) -> Grants:
@@ -153,7 +155,12 @@ class PluginHost:
             return await self._launch_config(manifest)
 
         handle = self._handles[name] = PluginHandle(
-            manifest, config, self._group, scrubber=self.scrubber, runner=self._runner or launch
+            manifest,
+            config,
+            self._group,
+            scrubber=self.scrubber,
+            runner=self._runner or launch,
+            zygote=self.config.zygote and self._runner is None,  # a fake runner forks nothing
         )
         return handle
 

@@ -40,7 +40,7 @@ from sdk.protocol import (
     SecretScrubber,
 )
 
-from ._breaker import CrashBreaker
+from ._breaker import BACKOFF_BASE_S, FORK_BACKOFF_BASE_S, CrashBreaker
 from ._counters import COUNTERS, DENIALS
 from ._manifest import Manifest
 from ._process import (
@@ -56,6 +56,7 @@ from ._procinfo import plugin_pid, rss_bytes
 from ._runner import Runner
 from ._stats import CallStats
 from ._stderr import LINES_PER_S, Budget, StderrPump
+from ._zygote import Zygote
 from .sandbox import launch as sandbox_launch
 
 P = TypeVar("P")
@@ -90,10 +91,25 @@ class PluginHandle:
         breaker: CrashBreaker | None = None,
         scrubber: SecretScrubber | None = None,
         runner: Runner = sandbox_launch,
+        zygote: bool = False,
     ) -> None:
         self.manifest = manifest
         self.name = manifest.name
-        self._runner = runner  # the seam: the sandbox by default, an in-memory fake in tests
+        self.scrubber = scrubber or SecretScrubber()
+        # With a zygote, the runner launches one sandbox that imports the plugin once and forks a
+        # fresh worker per start (host/_zygote.py): a crash costs a fork, not a cold start.
+        self.zygote = (
+            Zygote(
+                self.name,
+                runner,
+                task_group,
+                self.scrubber,
+                spawn_timeout_s=manifest.limits.startup_timeout_s,
+            )
+            if zygote
+            else None
+        )
+        self._runner: Runner = self.zygote or runner  # the sandbox by default, a fake in tests
         self._config = config
         self.config: LaunchConfig | None = config if isinstance(config, LaunchConfig) else None
         self.state = ProcessState.STOPPED
@@ -103,9 +119,10 @@ class PluginHandle:
         self.last_error: PluginError | None = None
         self.handshake: InitializeResult | None = None
         self._tg = task_group
-        self._breaker = breaker or CrashBreaker()
+        self._breaker = breaker or CrashBreaker(
+            base_s=FORK_BACKOFF_BASE_S if zygote else BACKOFF_BASE_S
+        )
         self._log_budget = Budget()  # `log` notifications: over budget, dropped and counted
-        self.scrubber = scrubber or SecretScrubber()
         self._proc: PluginProcess | None = None
         self._start_lock = anyio.Lock()
         self._handlers: dict[str, tuple[RequestHandler, Any]] = {}
@@ -233,14 +250,14 @@ class PluginHandle:
             return await self._start_once()
 
     async def aclose(self) -> None:
-        """Stop the process through the shutdown ladder (shielded, bounded)."""
+        """Stop the process through the shutdown ladder (shielded, bounded), and its zygote."""
         with anyio.CancelScope(shield=True):
             proc = self._proc
-            if proc is None or proc.exited.is_set():
-                self.state = ProcessState.STOPPED
-                return
-            self.state = ProcessState.DRAINING
-            await proc.stop()
+            if proc is not None and not proc.exited.is_set():
+                self.state = ProcessState.DRAINING
+                await proc.stop()
+            if self.zygote is not None:
+                await self.zygote.aclose()  # the next start imports afresh (e.g. a new version)
             self.state = ProcessState.STOPPED
 
     async def restart(self) -> PluginProcess:
@@ -304,6 +321,8 @@ class PluginHandle:
         self.starts += 1
         self.restarts += 1 if self.starts > 1 else 0
         config = await self._resolve_config()
+        if self.zygote is not None:  # its first fork waits for the imports: the start-up deadline
+            self.zygote.spawn_timeout_s = self.manifest.limits.startup_timeout_s
         try:
             process = await self._runner(launch_spec(self.manifest, config), config.sandbox_policy)
         except PluginError as exc:  # e.g. a limit above the host's hard limit: never "starting"

@@ -34,3 +34,11 @@ def run(func: Callable[..., Awaitable[T]], *args: Any) -> T:
     """Run `func(*args)` on the plugin's loop (see the module docstring)."""
     options = {"use_uvloop": loop_name() == "uvloop"}
     return anyio.run(func, *args, backend="asyncio", backend_options=options)
+
+
+def preload_loop() -> None:
+    """Import what `run` needs before a fork (a zygote's workers then import nothing)."""
+    import anyio._backends._asyncio  # noqa: F401
+
+    if loop_name() == "uvloop":
+        import uvloop  # noqa: F401

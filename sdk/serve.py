@@ -7,7 +7,8 @@ traceback), then serves the wire until `shutdown` or stdin EOF, which is how a p
 its host, on uvloop when installed. Environment: PLUGBOX_COOKIE, PLUGBOX_COMPAT,
 PLUGBOX_PLUGIN_NAME, PLUGBOX_LOG_LEVEL, PLUGBOX_PACKAGE_VERSION, PLUGBOX_MAX_FRAME_SIZE,
 PLUGBOX_LOOP (`asyncio` forces asyncio's own loop), PLUGBOX_EGRESS_SOCKET/PORT (the egress
-forwarder, `_egress`).
+forwarder, `_egress`), PLUGBOX_ZYGOTE_FD (the host's control socket: this process imports the
+plugin once and forks a worker per start, `_zygote`).
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ import anyio.lowlevel
 from ._compat import install_compat_aliases
 from ._egress import start_forwarder
 from ._logging import JsonLinesHandler, configure_logging
-from ._loop import run
+from ._loop import preload_loop, run
 from ._package import IntegrationPackageSpec, load_package
 from ._server import PluginServer
 from ._stdio import WireFds, claim_stdio, open_wire
+from ._zygote import control_socket, run_zygote
 from .protocol import (
     DEFAULT_MAX_FRAME_SIZE,
     PLUGIN_COOKIE_ENV,
@@ -53,14 +55,28 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m sdk.serve <import-package>", file=sys.stderr)
         return 2
+    ctl = control_socket()  # set: this process is the plugin's zygote (sdk/_zygote.py)
     wire = claim_stdio()  # before any plugin code can print
     start_forwarder()  # before plugin code: its HTTP clients find the proxy already there
     redactor = SecretScrubber()
     configure_logging(redactor, os.environ.get("PLUGBOX_LOG_LEVEL", "INFO"))
-    run(serve, args[0], wire, redactor)  # on uvloop when installed (sdk/_loop.py)
+    code = 0
+    if ctl is None:
+        run(serve, args[0], wire, redactor)  # on uvloop when installed (sdk/_loop.py)
+    else:
+        os.close(wire.read_fd)  # each worker gets its own wire from the host
+        os.close(wire.write_fd)
+        package, error = import_plugin(args[0])
+        preload_loop()  # the workers must not import their loop again
+
+        def worker(read_fd: int, write_fd: int) -> None:
+            run(serve_package, package, error, WireFds(read_fd, write_fd), redactor)
+            logging.shutdown()
+
+        code = run_zygote(ctl, worker)
     logging.shutdown()
     # Worker threads still running an author's sync handler must not keep a dead plugin alive.
-    os._exit(0)
+    os._exit(code)
 
 
 def import_plugin(import_name: str) -> tuple[IntegrationPackageSpec | None, BaseException | None]:
@@ -74,8 +90,18 @@ def import_plugin(import_name: str) -> tuple[IntegrationPackageSpec | None, Base
 
 
 async def serve(import_name: str, wire: WireFds, redactor: SecretScrubber) -> None:
-    """Serve the package on the wire fds until shutdown or EOF."""
+    """Import the package, then serve it on the wire fds until shutdown or EOF."""
     package, error = import_plugin(import_name)
+    await serve_package(package, error, wire, redactor)
+
+
+async def serve_package(
+    package: IntegrationPackageSpec | None,
+    error: BaseException | None,
+    wire: WireFds,
+    redactor: SecretScrubber,
+) -> None:
+    """Serve an imported package (or its import error) on the wire fds until shutdown or EOF."""
     max_frame = int(os.environ.get("PLUGBOX_MAX_FRAME_SIZE", DEFAULT_MAX_FRAME_SIZE))
     session = RpcSession(
         await open_wire(wire, max_frame_size=max_frame),

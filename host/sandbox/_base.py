@@ -64,6 +64,7 @@ class LaunchSpec:
     host_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     limits: SandboxLimits = SandboxLimits()
     permissions: SandboxPermissions = SandboxPermissions()
+    pass_fds: tuple[int, ...] = ()  # inherited by the plugin (the zygote's control socket)
 
 
 Diagnoser = Callable[[int, str], LimitExceeded | None]

@@ -123,7 +123,7 @@ async def _spawn(spec: LaunchSpec, plan: _Plan, limits: SandboxLimits) -> Runnin
             cwd=spec.data_dir,
             env=plugin_environment(spec),
             preexec_fn=make_preexec(limits, plan.steps, report_write),
-            pass_fds=plan.pass_fds,
+            pass_fds=(*plan.pass_fds, *spec.pass_fds),
             limit=2**24,
         )
     except (OSError, subprocess.SubprocessError) as exc:
