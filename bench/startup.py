@@ -26,7 +26,13 @@ sys.path[:] = [str(Path(__file__).resolve().parent.parent)] + [
 from bench._common import arguments, median, metric, print_table, write_results
 from bench._plugins import make_plugins
 from host import HostConfig, PluginHost
-from sdk.protocol import Calls, PingParams, PingResult
+from sdk.protocol import (
+    Calls,
+    CompletionContextWire,
+    CompletionRunParams,
+    PingParams,
+    PingResult,
+)
 
 CORES = len(os.sched_getaffinity(0))
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -126,6 +132,33 @@ async def restart_to_ready_ms(root: Path, data: Path, *, zygote: bool) -> float:
     return median(samples)
 
 
+async def fork_per_run_overhead_ms(root: Path, data: Path, runs: int) -> tuple[float, float]:
+    """Median completion run, in the serving process and in a fresh fork per run (ms)."""
+    config = HostConfig(plugins_root=root, data_dir=data, idle_timeout_s=None)
+    name = sorted(make_manifest_names(root))[0]
+    params = CompletionRunParams(
+        [{"id": "n1", "type": name, "data": {"name": "x"}}], CompletionContextWire(1, {}, {}, 1)
+    )
+    medians = []
+    async with PluginHost(config) as plugins:
+        handle = plugins.get(name)
+        for fresh in (False, True):
+            completion = handle.manifest.completion.model_copy(update={"fresh_process": fresh})
+            handle.manifest = handle.manifest.model_copy(update={"completion": completion})
+            await handle.call(Calls.COMPLETION_RUN, params)  # warm: the zygote is up
+            samples = []
+            for _ in range(runs):
+                started = time.perf_counter()
+                await handle.call(Calls.COMPLETION_RUN, params)
+                samples.append((time.perf_counter() - started) * 1000)
+            medians.append(median(samples))
+    return medians[0], medians[1]
+
+
+def make_manifest_names(root: Path) -> list[str]:
+    return [path.parent.name for path in root.glob("*/plugin.toml")]
+
+
 async def measure(quick: bool) -> dict[str, dict[str, object]]:
     repeats = 3 if quick else 7
     with tempfile.TemporaryDirectory() as tmp:
@@ -142,6 +175,7 @@ async def measure(quick: bool) -> dict[str, dict[str, object]]:
         listing_ms, warm_refresh_ms, rss = await warm(eight, data, 1000)
         restart_ms = await restart_to_ready_ms(one, data, zygote=True)
         restart_cold_ms = await restart_to_ready_ms(one, data, zygote=False)
+        run_ms, fresh_run_ms = await fork_per_run_overhead_ms(one, data, 20 if quick else 60)
     # A start is CPU work: 8 of them need 8 x its CPU time spread over the cores, so no
     # scheduling can bring the 8-to-1 ratio below this bound.
     bound = max(1.0, 8 * cpu_1 / CORES / cold_1)
@@ -168,6 +202,10 @@ async def measure(quick: bool) -> dict[str, dict[str, object]]:
         "restart_to_ready_to_python_floor_ratio": metric(restart_ms / floor, "x", 3.0, "lower"),
         "restart_cold_to_ready_ms": metric(restart_cold_ms, "ms"),
         "restart_cold_to_zygote_ratio": metric(restart_cold_ms / restart_ms, "x"),
+        # `[completion] fresh_process = true`: each run forks, greets and ends its own worker.
+        "completion_run_ms": metric(run_ms, "ms"),
+        "completion_run_fresh_process_ms": metric(fresh_run_ms, "ms"),
+        "fork_per_run_overhead_ms": metric(fresh_run_ms - run_ms, "ms"),
     }
 
 

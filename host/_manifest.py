@@ -88,6 +88,9 @@ class CompletionPolicy(_Strict):
     phase: Phase = "integration"
     max_attempts: int = Field(3, ge=1, le=20)
     backoff_s: float = Field(0.5, ge=0)
+    # Each run in a fresh fork of the plugin's zygote: nothing one run (tenant) leaves in memory
+    # is seen by the next. Costs a fork and a handshake per run (bench: fork_per_run_overhead_ms).
+    fresh_process: bool = False
 
 
 class ShadowFrames(_Strict):

@@ -42,6 +42,7 @@ from sdk.protocol import (
 
 from ._breaker import BACKOFF_BASE_S, FORK_BACKOFF_BASE_S, CrashBreaker
 from ._counters import COUNTERS, DENIALS
+from ._fresh import call_in_fresh_fork
 from ._manifest import Manifest
 from ._process import (
     EXIT_GRACE_S,
@@ -194,10 +195,13 @@ class PluginHandle:
         started = time.perf_counter()
         self._in_flight += 1
         try:
-            proc = self._bound(process, name) if process is not None else await self.start()
-            result: R = await proc.session.request(
-                name, params, result_type=method.result, timeout=timeout or self._deadline(name)
-            )
+            if process is None and self._fresh_process(name):
+                result: R = await self._call_fresh(method, params, timeout)
+            else:
+                proc = self._bound(process, name) if process is not None else await self.start()
+                result = await proc.session.request(
+                    name, params, result_type=method.result, timeout=timeout or self._deadline(name)
+                )
         except ConnectionClosed:
             error = await self._crash_error(name)
             self.stats.record(name, time.perf_counter() - started, ok=False)
@@ -216,6 +220,25 @@ class PluginHandle:
         self.stats.record(name, time.perf_counter() - started, ok=True)
         self._breaker.record_call_ok()
         return result
+
+    def _fresh_process(self, method: str) -> bool:
+        completion = self.manifest.completion
+        return method == Method.COMPLETION_RUN and completion.fresh_process and bool(self.zygote)
+
+    async def _call_fresh(self, method: CallMethod[P, R], params: P, timeout: float | None) -> R:
+        """The call in a worker forked for it alone (`[completion] fresh_process`)."""
+        await self.start()  # the zygote runs (its serving worker answers everything else)
+        assert self.zygote is not None
+        return await call_in_fresh_fork(
+            self.zygote,
+            self.manifest,
+            method,
+            params,
+            timeout=timeout or self._deadline(method.name),
+            scrubber=self.scrubber,
+            prepare=self._register,
+            exit_error=self._exit_error,
+        )
 
     async def notify(self, method: NotifyMethod[P], params: P, *, process: PluginProcess) -> None:
         """Send a notification to `process`; never starts one (a notification has no session)."""

@@ -7,7 +7,8 @@ own wire and stderr pipes, its exit status (reported by the zygote, which reaps 
 process group, and the sandbox's verdict on its death. So a crash costs a fork, not a sandbox
 start and the imports: the supervisor's restart, backoff and breaker apply unchanged. A worker
 killed by a sandbox limit retires the sandbox (its cgroup's counters describe that death), and a
-dead zygote is relaunched on the next call. `aclose()` ends the sandbox, bounded.
+dead zygote is relaunched on the next call. `fork()` gives one more worker from a running zygote
+(a fresh process for one completion run). `aclose()` ends the sandbox, bounded.
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ class Zygote:
         self._ctl: socket.socket | None = None
         self._replies: asyncio.Queue[str] | None = None
         self._workers: dict[int, Worker] = {}
-        self._early_exits: dict[int, int] = {}  # reported before its `Worker` was registered
+        self._early_exits: dict[int, int] = {}
+        self._spawn_lock = anyio.Lock()  # reported before its `Worker` was registered
         self._ended: anyio.Event | None = None
         self.launches = 0
 
@@ -127,7 +129,7 @@ class Zygote:
         try:
             if ctl is None:
                 raise OSError("no control socket")
-            ctl.send(f"kill {int(sig)}".encode("ascii"))
+            ctl.send(f"kill {int(pid)} {int(sig)}".encode("ascii"))
         except OSError:
             if self._sandbox is not None:  # no zygote to ask: the whole sandbox goes
                 self._sandbox.kill_group(sig)
@@ -219,7 +221,17 @@ class Zygote:
 
     # -- workers --------------------------------------------------------------------------------
 
-    async def _spawn(self) -> LaunchedProcess:
+    async def fork(self) -> Worker:
+        """One more worker from the running zygote (a fresh process for one completion run)."""
+        if not self.alive:
+            raise PluginCrashed("the plugin's zygote is not running", plugin=self.name)
+        return await self._spawn()
+
+    async def _spawn(self) -> Worker:
+        async with self._spawn_lock:  # one fork and its answer at a time: replies stay paired
+            return await self._spawn_locked()
+
+    async def _spawn_locked(self) -> Worker:
         ctl, replies, sandbox = self._ctl, self._replies, self._sandbox
         if ctl is None or replies is None or sandbox is None:
             raise self._spawn_error("")

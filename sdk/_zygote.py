@@ -5,12 +5,12 @@ SOCK_SEQPACKET end), `sdk.serve` imports the plugin and then, instead of serving
 answers control messages, one at a time:
 
 - `spawn` carrying three fds (wire in, wire out, stderr): forks a worker that puts them in place
-  and serves the wire exactly as a plain `sdk.serve` would; answered `pid <pid>`. A worker still
-  running is killed and reported first (one worker at a time).
-- `kill <signal>`: signals the worker's process group (it leads its own).
+  and serves the wire exactly as a plain `sdk.serve` would; answered `pid <pid>`. Several workers
+  may live at once (the one serving the host, and one per fresh-process completion run).
+- `kill <pid> <signal>`: signals that worker's process group (each worker leads its own).
 - a worker ends: its process group is killed (grandchildren die with it, as with a plain plugin),
   it is reaped and `exit <pid> <code>` is sent (a signal as a negative code).
-- end of the socket (the host closed it or died): the worker is killed and the zygote exits.
+- end of the socket (the host closed it or died): every worker is killed and the zygote exits.
 
 The worker is a fork inside the same sandbox: same namespaces, uid, seccomp filter, rlimits and
 cgroup, so it keeps every sandbox property; it dies with the zygote (PR_SET_PDEATHSIG). A zygote
@@ -58,17 +58,18 @@ class _Zygote:
     def __init__(self, ctl: socket.socket, worker: Worker) -> None:
         self._ctl = ctl
         self._worker = worker
-        self._pid: int | None = None
-        self._pidfd: int | None = None
+        self._workers: dict[int, int] = {}  # worker pid -> its pidfd
 
     def loop(self) -> int:
         while True:
-            watched = [self._ctl.fileno()] + ([self._pidfd] if self._pidfd is not None else [])
-            ready, _, _ = select.select(watched, [], [])
-            if self._pidfd is not None and self._pidfd in ready:
-                self._reap()
+            by_fd = {fd: pid for pid, fd in self._workers.items()}
+            ready, _, _ = select.select([self._ctl.fileno(), *by_fd], [], [])
+            for fd in ready:
+                if fd in by_fd:
+                    self._reap(by_fd[fd])
             if self._ctl.fileno() in ready and not self._on_message():
-                self._end_worker()
+                for pid in list(self._workers):
+                    self._reap(pid)
                 return 0
 
     def _on_message(self) -> bool:
@@ -78,13 +79,12 @@ class _Zygote:
             return False
         if not data:
             return False
-        command, _, arg = data.decode("ascii", "replace").partition(" ")
+        command, *args = data.decode("ascii", "replace").split()
         if command == "spawn" and len(fds) == SPAWN_FDS:
-            self._end_worker()
             self._send(f"pid {self._spawn(*fds)}")
-        elif command == "kill" and self._pid is not None:
+        elif command == "kill" and len(args) == 2 and int(args[0]) in self._workers:
             with contextlib.suppress(ProcessLookupError, PermissionError, ValueError):
-                os.killpg(self._pid, int(arg))
+                os.killpg(int(args[0]), int(args[1]))
         for fd in fds:
             os.close(fd)
         return True
@@ -97,6 +97,8 @@ class _Zygote:
         if pid == 0:  # the worker: never returns into the zygote's loop
             code = 0
             try:
+                for pidfd in self._workers.values():
+                    os.close(pidfd)
                 _become_worker(zygote, self._ctl, err)
                 os.set_inheritable(wire_in, False)  # never into a subprocess the plugin starts
                 os.set_inheritable(wire_out, False)
@@ -108,30 +110,16 @@ class _Zygote:
                 with contextlib.suppress(Exception):
                     sys.stderr.flush()
                 os._exit(code)
-        self._pid = pid
-        self._pidfd = os.pidfd_open(pid)
+        self._workers[pid] = os.pidfd_open(pid)
         return pid
 
-    def _reap(self) -> None:
-        pid = self._pid
-        assert pid is not None
+    def _reap(self, pid: int) -> None:
+        """Kill the worker's group (grandchildren die with it), reap it and report its exit."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)  # grandchildren die with the worker
+            os.killpg(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
-        self._forget()
+        os.close(self._workers.pop(pid))
         self._send(f"exit {pid} {os.waitstatus_to_exitcode(status)}")
-
-    def _end_worker(self) -> None:
-        if self._pid is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._pid, signal.SIGKILL)
-        self._reap()
-
-    def _forget(self) -> None:
-        if self._pidfd is not None:
-            os.close(self._pidfd)
-        self._pid = self._pidfd = None
 
     def _send(self, text: str) -> None:
         with contextlib.suppress(OSError):  # the host is gone: the next receive ends the loop

@@ -170,3 +170,40 @@ async def test_stopping_the_plugin_ends_its_zygote(tmp_path: Path) -> None:
         assert handle.zygote is not None
         assert not handle.zygote.alive
         await wait_gone({worker, zygote})
+
+
+def fresh(plugins: PluginHost) -> None:
+    """Turn on `[completion] fresh_process` for the misbehaving plugin."""
+    handle = plugins.get("misbehaving")
+    completion = handle.manifest.completion.model_copy(update={"fresh_process": True})
+    handle.manifest = handle.manifest.model_copy(update={"completion": completion})
+
+
+def children_of(pid: int) -> set[int]:
+    tasks = Path(f"/proc/{pid}/task").iterdir()
+    return {int(c) for task in tasks for c in (task / "children").read_text().split()}
+
+
+async def test_fresh_process_runs_each_completion_in_its_own_fork(tmp_path: Path) -> None:
+    async with plugin_host(tmp_path) as plugins:
+        handle = plugins.get("misbehaving")
+        assert (await complete(plugins))["runs_here"] == 1  # the serving worker
+        assert (await complete(plugins))["runs_here"] == 2  # the same process remembers
+        serving = handle.plugin_pid
+        assert serving is not None
+        zygote = parent(serving)
+        fresh(plugins)
+        answers = [await complete(plugins) for _ in range(3)]
+        assert [a["runs_here"] for a in answers] == [1, 1, 1]  # nothing survives a run
+        assert len({a["pid"] for a in answers}) == 3
+        assert {a["imported_in"] for a in answers} == {answers[0]["imported_in"]}  # no re-import
+        assert handle.plugin_pid == serving  # the serving worker is untouched...
+        assert children_of(zygote) == {serving}  # ...and no run's fork is left behind
+        with pytest.raises(PluginCrashed) as caught:
+            await complete(plugins, node_name="crash")
+        assert "exited with code 7" in str(caught.value)
+        assert handle.state is ProcessState.READY  # a run's crash is the run's, not the plugin's
+        assert handle.plugin_pid == serving
+        assert (await complete(plugins))["runs_here"] == 1
+        assert handle.zygote is not None
+        assert handle.zygote.launches == 1
