@@ -362,6 +362,8 @@ class PluginHandle:
             self.handshake = await handshake(proc, self.manifest)
         except PluginError as exc:
             await proc.kill()
+            if self.zygote is not None:  # e.g. a failed import: the next start imports again
+                await self.zygote.aclose()
             self._breaker.record_crash()
             self.last_error = exc
             self.state = ProcessState.CRASHED
