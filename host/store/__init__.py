@@ -13,7 +13,6 @@ from ._faults import FAULT_BUDGET_S as FAULT_BUDGET_S
 from ._faults import StoreError as StoreError
 from ._faults import StoreUnavailable as StoreUnavailable
 from ._open import STORE_FILE as STORE_FILE
-from ._open import describe_store as describe_store
 from ._open import open_store as open_store
 from ._protocol import HOST_WRITER as HOST_WRITER
 from ._protocol import RESERVED_PREFIXES as RESERVED_PREFIXES
@@ -51,7 +50,6 @@ __all__ = [
     "StoreUnavailable",
     "WorkflowRun",
     "artifact_path",
-    "describe_store",
     "open_store",
     "to_json",
 ]

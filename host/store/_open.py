@@ -24,17 +24,6 @@ STORE_FILE = "runs.sqlite3"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
-def describe_store(url: str | None, data_dir: Path) -> str:
-    """Where the run store is, for a person (no password)."""
-    if not url:
-        return str(data_dir / STORE_FILE)
-    if urlsplit(url).scheme in POSTGRES_SCHEMES:
-        from ._pg_conn import PgTarget
-
-        return str(PgTarget.parse(url))
-    return url
-
-
 def _sqlite_path(url: str) -> Path:
     parts = urlsplit(url)
     if parts.netloc not in ("", "localhost") or len(parts.path) < 2:

@@ -15,6 +15,7 @@ import sys
 import textwrap
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -132,9 +133,18 @@ def delivered_unrecorded(store_url: str, data: Path, pid: int) -> int:
     return len(mine - set(recorded(store_url)))
 
 
-async def _until_recorded(store_url: str, expected: int, machines: list[Machine]) -> None:
+async def _until_recorded(
+    store_url: str, expected: int, machines: list[Machine], *, delivered_by: Machine | None = None
+) -> None:
+    """Wait (bounded) for `expected` node results, and for a delivery on `delivered_by`."""
+
+    def waiting() -> bool:
+        if delivered_by is not None and not deliveries(delivered_by.data):
+            return True
+        return len(recorded(store_url)) < expected
+
     with anyio.move_on_after(BOUND_S):
-        while len(recorded(store_url)) < expected:  # noqa: ASYNC110 - other processes write
+        while waiting():  # noqa: ASYNC110 - other processes write
             await anyio.sleep(0.1)
         return
     tails = "\n".join(m.tails() for m in machines)
@@ -160,6 +170,9 @@ def test_two_machines_sharing_only_postgres_and_redis_record_every_node_once(
     try:
         ids = anyio.run(_create, postgres_url, redis.url)
         victim = a.start(redis.url, postgres_url)
+        # A works before B starts, so the kill below always hits a machine doing work (a busy
+        # 2-core machine can otherwise start B's plugins first and let B take every job).
+        anyio.run(partial(_until_recorded, delivered_by=a), postgres_url, 1, [a, b])
         survivor = b.start(redis.url, postgres_url)
         anyio.run(_until_recorded, postgres_url, total // 3, [a, b])
         a.kill_all()  # mid-way: jobs in flight on A, their leases held
