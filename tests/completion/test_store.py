@@ -319,3 +319,4 @@ async def test_run_summaries_count_current_results_newest_first(
         assert [s.run_id for s in await store.run_summaries(limit=2)] == [ids[2], ids[1]]
         oldest = (await store.run_summaries(limit=3))[-1]
         assert (oldest.run_id, oldest.done, oldest.failed, oldest.recorded) == (ids[0], 1, 1, 2)
+        await store.check_writable()  # /readyz's probe, on either backend
