@@ -65,11 +65,13 @@ def tree_cpu_s(pid: int) -> float:
     return own + sum(tree_cpu_s(child) for child in children)
 
 
-async def cold_start_ms(root: Path, data: Path, repeats: int) -> tuple[float, float]:
+async def cold_start_ms(
+    root: Path, data: Path, repeats: int, *, zygote: bool = True
+) -> tuple[float, float]:
     """Median wall time of a cold refresh, and the CPU time each plugin process used."""
     samples, cpu = [], []
     for attempt in range(repeats):
-        config = HostConfig(plugins_root=root, data_dir=data, idle_timeout_s=None)
+        config = HostConfig(plugins_root=root, data_dir=data, idle_timeout_s=None, zygote=zygote)
         async with PluginHost(config) as plugins:
             cache = data / "spec-cache"
             for stale in cache.glob("*.json"):
@@ -171,6 +173,7 @@ async def measure(quick: bool) -> dict[str, dict[str, object]]:
             venv = await plugins.venvs.ensure(plugins.manifests["solo0"])
         floor, floor_cpu = python_floor_ms(str(venv.python), repeats * 3)
         cold_1, cpu_1 = await cold_start_ms(one, data, repeats)
+        cold_1_plain, cpu_1_plain = await cold_start_ms(one, data, repeats, zygote=False)
         cold_8, _ = await cold_start_ms(eight, data, repeats)
         listing_ms, warm_refresh_ms, rss = await warm(eight, data, 1000)
         restart_ms = await restart_to_ready_ms(one, data, zygote=True)
@@ -186,6 +189,9 @@ async def measure(quick: bool) -> dict[str, dict[str, object]]:
         "cold_8_to_1_ratio": metric(cold_8 / cold_1, "x", 2.5, "lower"),
         "cold_1_to_python_floor_ratio": metric(cold_1 / floor, "x"),
         "cpu_per_start_ms": metric(cpu_1, "ms"),
+        # The same start without a zygote (one process imports and serves): what the fork costs.
+        "cold_start_1_no_zygote_ms": metric(cold_1_plain, "ms"),
+        "cpu_per_start_no_zygote_ms": metric(cpu_1_plain, "ms"),
         "python_floor_cpu_ms": metric(floor_cpu, "ms"),
         # The issue's anchor: a start's CPU over the floor's wall time (an interpreter that only
         # starts is mostly CPU); and like for like, over the floor's own CPU time.

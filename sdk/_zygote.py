@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import os
 import select
 import signal
@@ -92,6 +93,9 @@ class _Zygote:
     def _spawn(self, wire_in: int, wire_out: int, err: int) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
+        # Everything imported so far moves to the permanent generation: the worker's collector
+        # never walks (and so never writes to, i.e. copies) the pages the zygote's objects share.
+        gc.freeze()
         zygote = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker: never returns into the zygote's loop
