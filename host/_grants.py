@@ -54,6 +54,7 @@ CAPPED_LIMITS = (
     "cpu_seconds",
     "open_files",
     "file_size_mb",
+    "disk_mb",
     "pids",
     "call_timeout_s",
     "startup_timeout_s",
@@ -77,6 +78,7 @@ class LimitCaps(_Strict):
     cpu_seconds: int = Field(600, ge=1)
     open_files: int = Field(1024, ge=16)
     file_size_mb: int = Field(256, ge=1)
+    disk_mb: int = Field(1024, ge=1)
     pids: int = Field(256, ge=4)
     call_timeout_s: float = Field(30.0, gt=0)
     startup_timeout_s: float = Field(30.0, gt=0)

@@ -78,6 +78,7 @@ class Limits(_Strict):
     cpu_seconds: int = Field(300, ge=1)  # CPU time over the process's life, not wall time
     open_files: int = Field(256, ge=16)
     file_size_mb: int = Field(64, ge=1)
+    disk_mb: int = Field(256, ge=1)  # the data directory's quota (host/_disk.py)
     pids: int = Field(64, ge=4)
     call_timeout_s: float = Field(10.0, gt=0)
     startup_timeout_s: float = Field(20.0, gt=0)

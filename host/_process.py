@@ -76,6 +76,7 @@ class PluginProcess:
     exited: anyio.Event = field(default_factory=anyio.Event)
     started_at: float = field(default_factory=time.monotonic)
     returncode: int | None = None
+    killed_for: PluginError | None = None  # the host killed it for this (e.g. its disk quota)
 
     async def exited_within(self, seconds: float) -> bool:
         with anyio.move_on_after(seconds):

@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
@@ -29,6 +30,7 @@ from sdk.protocol import (
     CircuitOpen,
     ConnectionClosed,
     InitializeResult,
+    LimitExceeded,
     LogParams,
     Method,
     Notifications,
@@ -42,6 +44,7 @@ from sdk.protocol import (
 
 from ._breaker import BACKOFF_BASE_S, FORK_BACKOFF_BASE_S, CrashBreaker
 from ._counters import COUNTERS, DENIALS
+from ._disk import check_disk, watch_disk
 from ._fresh import call_in_fresh_fork
 from ._manifest import Manifest
 from ._process import (
@@ -346,7 +349,9 @@ class PluginHandle:
         config = await self._resolve_config()
         if self.zygote is not None:  # its first fork waits for the imports: the start-up deadline
             self.zygote.spawn_timeout_s = self.manifest.limits.startup_timeout_s
+        disk_mb = (config.limits or self.manifest.limits).disk_mb
         try:
+            await check_disk(self.name, config.data_dir, disk_mb)  # over quota: not started
             process = await self._runner(launch_spec(self.manifest, config), config.sandbox_policy)
         except PluginError as exc:  # e.g. a limit above the host's hard limit: never "starting"
             self._breaker.record_crash()
@@ -372,6 +377,7 @@ class PluginHandle:
         self._breaker.record_start()
         if config.idle_timeout_s:
             self._tg.start_soon(self._idle_watch, proc, config.idle_timeout_s)
+        self._tg.start_soon(self._disk_watch, proc, config.data_dir, disk_mb)
         return proc
 
     async def _resolve_config(self) -> LaunchConfig:
@@ -447,6 +453,10 @@ class PluginHandle:
     def _exit_error(self, proc: PluginProcess, method: str | None) -> PluginCrashed:
         code = proc.returncode if proc.returncode is not None else -signal.SIGKILL
         tail = proc.stderr.tail_text()
+        killed_for = proc.killed_for
+        if isinstance(killed_for, LimitExceeded):  # a fresh error per caller, same cause
+            data = {**(killed_for.data or {}), "returncode": code, "stderr_tail": tail}
+            return LimitExceeded(killed_for.message, plugin=self.name, method=method, data=data)
         limit = proc.process.diagnose(code, tail)
         if limit is not None:
             limit.method = method
@@ -481,6 +491,17 @@ class PluginHandle:
                 "plugin %r does not answer ping after a timeout; restarting it", self.name
             )
             await proc.kill()
+
+    async def _disk_watch(self, proc: PluginProcess, data_dir: Path, disk_mb: int) -> None:
+        def over(error: LimitExceeded) -> None:
+            proc.killed_for = error
+            logger.warning("%s", error.message)
+            self._tg.start_soon(proc.kill)
+
+        def running() -> bool:
+            return self._proc is proc and not proc.exited.is_set()
+
+        await watch_disk(self.name, data_dir, disk_mb, running, over)
 
     async def _idle_watch(self, proc: PluginProcess, idle_s: float) -> None:
         while self._proc is proc and not proc.exited.is_set():
