@@ -68,6 +68,12 @@ def test_configure_logging_refuses_an_unknown_level() -> None:
         configure_logging("LOUD")
 
 
+def _interruptible() -> None:
+    """A shell's background job starts with SIGINT ignored, and Python keeps an ignored SIGINT:
+    the follower gets Ctrl-C's default back, whatever started this suite."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_logs_command_shows_the_traceback_and_follows_new_lines(tmp_path: Path) -> None:
     logs = tmp_path / ".plugbox" / "logs"
     logs.mkdir(parents=True)
@@ -88,6 +94,7 @@ def test_logs_command_shows_the_traceback_and_follows_new_lines(tmp_path: Path) 
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         env=env,
+        preexec_fn=_interruptible,
     )
     try:
         assert json.loads(readline_within(follower, 30))["msg"] == "[/x] bad"
@@ -97,7 +104,12 @@ def test_logs_command_shows_the_traceback_and_follows_new_lines(tmp_path: Path) 
         assert json.loads(readline_within(follower, 10))["msg"] == "a later line"
     finally:
         follower.send_signal(signal.SIGINT)
-        code = follower.wait(timeout=10)
-        assert follower.stdout is not None
-        follower.stdout.close()
+        try:
+            code = follower.wait(timeout=10)
+        finally:
+            if follower.returncode is None:  # never leave it running (nor its pipe open)
+                follower.kill()
+                follower.wait()
+            assert follower.stdout is not None
+            follower.stdout.close()
     assert code == 0
