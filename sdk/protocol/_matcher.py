@@ -119,6 +119,9 @@ class SecretMatcher:
         return sum(len(same) for b in self._values.values() for same in b.by_length.values())
 
     def add(self, value: str) -> None:
+        """Know `value` (one shorter than `KEY_LENGTH` is ignored: it has no prefix to index)."""
+        if len(value) < KEY_LENGTH:
+            return
         with self._lock:
             prefix = value[:KEY_LENGTH]
             bucket = self._values.get(prefix)
