@@ -51,7 +51,9 @@ def test_rebuilds_in_the_background_lose_no_value(monkeypatch: pytest.MonkeyPatc
     for value in values[:150]:
         matcher.remove(value)
     assert matcher.wait_idle(10)  # the last background build installs within a bounded wait
-    assert matcher.rebuilds > 2
+    # One build in line (the 5th add, 5 prefixes), then at least one in a thread (past 8); how
+    # many more depends on how fast threads run next to the adds, so only the floor is asserted.
+    assert matcher.rebuilds >= 2
     assert matcher.sub(values[10], mask) == values[10]  # removed: no longer masked
     assert matcher.sub(values[180], mask) == mask(values[180])
     assert len(matcher) == 50
