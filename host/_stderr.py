@@ -7,7 +7,8 @@ at its level with its fields, any other line as-is at INFO, on `plugbox.plugins.
 a second are processed (a `Budget`; the supervisor gives its `log` notifications one too): the
 rest are dropped having only been counted, so a flood costs the host's loop one newline count per
 `READ_BYTES` read (no line is split out or decoded), and a summary line says how many were
-dropped. At most `EMIT_BATCH` lines are logged per loop turn before the pump yields.
+dropped. At most `EMIT_BATCH` lines are logged per loop turn before the pump yields, and at most
+one read is handled per loop turn (the reader may hold a large backlog that reads never wait on).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ _TAIL_LINE_CHARS = 500
 LINES_PER_S = 200  # a plugin's log output past this is dropped and counted (issue #14)
 BYTES_PER_S = 256 * 1024  # ... and past this many bytes of it a second
 READ_BYTES = 256 * 1024  # one read: a flood is counted a large chunk at a time
-EMIT_BATCH = 16  # lines logged (scrubbed, parsed, written) per loop turn before yielding
+EMIT_BATCH = 4  # lines logged (scrubbed, parsed, written: ~0.1 ms each) per loop turn
 _LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -101,6 +102,10 @@ class StderrPump:
             except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
                 break
             await self.feed(chunk)
+            # The reader buffers far more than one read: without a yield here, a flood's
+            # backlog would be read and counted in one loop turn (12 reads, 5 ms, profiled).
+            self.yields += 1
+            await anyio.lowlevel.checkpoint()
         if self._pending and not self._skipping:
             self._emit(bytes(self._pending))
 

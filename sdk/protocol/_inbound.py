@@ -58,7 +58,7 @@ GONE = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 END = None  # queued after the last message: the stream has ended
 ORDERED_HIGH_WATER = 64  # queued notifications before the stream stops reading (backpressure)
 ORDERED_BATCH = 64  # ordered messages handled per loop turn before yielding (issue #14: floods)
-ORDERED_SLICE_S = 0.001  # ... or this much work, whichever comes first
+ORDERED_SLICE_S = 0.0005  # ... or this much work, whichever comes first
 _decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
 
 

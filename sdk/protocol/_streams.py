@@ -31,7 +31,7 @@ from ._framing import Message, MessageDecoder, ParseFailure
 from ._methods import DEFAULT_MAX_FRAME_SIZE
 
 READ_CHUNK = 256 * 1024  # large reads: one system call drains many pipelined frames
-SLICE_BYTES = 32 * 1024  # decoded per loop turn (~500 small frames, about a millisecond)
+SLICE_BYTES = 8 * 1024  # decoded per loop turn (~100 small frames, a few tenths of a millisecond)
 MAX_BUFFERED_WRITE = 8 * 1024 * 1024  # past this, senders wait for the pipe (backpressure)
 _DRAIN_ABOVE = 64 * 1024  # asyncio's own default high-water mark
 

@@ -13,8 +13,8 @@ import anyio
 import pytest
 
 from host import HostConfig, PluginHost
-from host._stderr import EMIT_BATCH, Budget, StderrPump
-from sdk.protocol import Calls, CompletionContextWire, CompletionRunParams
+from host._stderr import EMIT_BATCH, READ_BYTES, Budget, StderrPump
+from sdk.protocol import AsyncioReceiveStream, Calls, CompletionContextWire, CompletionRunParams
 
 pytestmark = pytest.mark.anyio
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "plugins"
@@ -55,6 +55,39 @@ async def test_a_flood_in_one_read_is_counted_and_logged_a_batch_per_loop_turn(
     assert max(steps) <= EMIT_BATCH
     logged = [r.getMessage() for r in caplog.records]
     assert logged == [f"line {i}" for i in range(100)]  # the summary waits for the next second
+
+
+async def test_a_backlog_buffered_by_the_reader_is_counted_one_read_per_loop_turn() -> None:
+    # The plugin's stderr reader buffers up to 32 MiB; a read from it never waits while data is
+    # buffered, so without a yield per read a flood's whole backlog was counted in one turn.
+    reader = asyncio.StreamReader(limit=2**24)
+    lines = 400_000
+    data = b"".join(b"flood line %06d\n" % i for i in range(lines))  # ~7 MiB, all buffered
+    reader.feed_data(data)
+    reader.feed_eof()
+    pump = StderrPump("flooder", budget=Budget(per_s=10))
+    steps: list[int] = []
+    done = False
+
+    def counted() -> int:
+        return pump.lines + pump.budget.dropped
+
+    async def ticker() -> None:
+        last = counted()
+        while not done:
+            await asyncio.sleep(0)  # exactly one loop turn
+            steps.append(counted() - last)
+            last = counted()
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as group:
+            group.start_soon(ticker)
+            await pump.run(AsyncioReceiveStream(reader))
+            done = True
+    assert counted() == lines
+    assert pump.lines == 10
+    assert max(steps) <= READ_BYTES // len(b"flood line 000000\n") + 1  # one read's lines
+    assert sum(1 for step in steps if step) >= len(data) // READ_BYTES
 
 
 async def test_a_plugin_flooding_log_notifications_and_stderr_is_budgeted(
