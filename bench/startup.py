@@ -6,6 +6,7 @@ bench/results/startup.json.
 
 from __future__ import annotations
 
+import itertools
 import os
 import resource
 import signal
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -26,6 +28,8 @@ sys.path[:] = [str(Path(__file__).resolve().parent.parent)] + [
 from bench._common import arguments, median, metric, print_table, write_results
 from bench._plugins import make_plugins
 from host import HostConfig, PluginHost
+from host._process import launch_spec
+from host.sandbox import launch
 from sdk.protocol import (
     Calls,
     CompletionContextWire,
@@ -53,37 +57,122 @@ def python_floor_ms(python: str, repeats: int) -> tuple[float, float]:
 
 
 def tree_cpu_s(pid: int) -> float:
-    """CPU seconds used so far by a live process and its descendants (bwrap, then the plugin)."""
+    """CPU seconds used so far by a live process and its descendants (bwrap, then the plugin).
+
+    Each live thread's `schedstat` (nanoseconds), plus the children it already reaped. Not the
+    utime/stime of `/proc/<pid>/stat`: those are whole clock ticks (10 ms here), truncated per
+    process and field, which undercounted a start of four processes by 20-30 ms."""
     try:
+        own_ns, children = 0, []
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/schedstat", encoding="ascii") as stream:
+                own_ns += int(stream.read().split()[0])
+            with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as stream:
+                children.extend(int(child) for child in stream.read().split())
         with open(f"/proc/{pid}/stat", encoding="ascii") as stream:
             fields = stream.read().rsplit(")", 1)[1].split()
-        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as stream:
-            children = [int(child) for child in stream.read().split()]
     except FileNotFoundError:
         return 0.0
-    own = (int(fields[11]) + int(fields[12])) / TICKS  # utime and stime
-    return own + sum(tree_cpu_s(child) for child in children)
+    reaped = (int(fields[13]) + int(fields[14])) / TICKS  # cutime and cstime
+    return own_ns / 1e9 + reaped + sum(tree_cpu_s(child) for child in children)
+
+
+def tree_by_command(pid: int) -> dict[str, float]:
+    """`tree_cpu_s` split by command name (`bwrap`, `python3.11`, ...) over the live tree."""
+    totals: dict[str, float] = {}
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            with open(f"/proc/{current}/comm", encoding="ascii") as stream:
+                command = stream.read().strip()
+            children = [
+                int(child)
+                for task in os.listdir(f"/proc/{current}/task")
+                for child in Path(f"/proc/{current}/task/{task}/children").read_text().split()
+            ]
+        except FileNotFoundError:
+            continue
+        own = tree_cpu_s(current) - sum(tree_cpu_s(child) for child in children)
+        totals[command] = totals.get(command, 0.0) + own
+        pending.extend(children)
+    return totals
 
 
 async def cold_start_ms(
     root: Path, data: Path, repeats: int, *, zygote: bool = True
-) -> tuple[float, float]:
-    """Median wall time of a cold refresh, and the CPU time each plugin process used."""
-    samples, cpu = [], []
+) -> tuple[float, float, float]:
+    """Median wall time of a cold refresh, the CPU time each plugin's sandbox used (every
+    process in it, from the launch to the answered `spec`), and the host's own CPU time per
+    start over the refresh (spawning, greeting, decoding, writing the spec cache)."""
+    samples, cpu, host_cpu = [], [], []
     for attempt in range(repeats):
         config = HostConfig(plugins_root=root, data_dir=data, idle_timeout_s=None, zygote=zygote)
         async with PluginHost(config) as plugins:
             cache = data / "spec-cache"
             for stale in cache.glob("*.json"):
                 stale.unlink()  # cold: no cached spec, a process must start
-            started = time.perf_counter()
+            started, host_started = time.perf_counter(), time.process_time()
             await plugins.registry.refresh()
             samples.append((time.perf_counter() - started) * 1000)
+            host_cpu.append((time.process_time() - host_started) * 1000 / len(plugins.manifests))
             assert plugins.manifests, plugins.discovery_errors
             assert plugins.registry.spec_fetches == len(plugins.manifests), attempt
             pids = [h.pid for h in plugins.handles.values() if h.pid is not None]
             cpu.extend(tree_cpu_s(pid) * 1000 for pid in pids)
-    return median(samples), median(cpu)
+    return median(samples), median(cpu), median(host_cpu)
+
+
+# What one start's CPU is made of: the plugin's sandbox and interpreter importing what a start
+# imports, stage by stage, each stage's CPU read by the process itself (one process: no noise
+# between runs); the collector off for the SDK's imports, as `sdk.serve` has it.
+BREAKDOWN = """
+import gc, os, time
+gc.disable()
+marks = [time.process_time()]  # the interpreter's start-up (and setpriv's, before its exec)
+import sdk.protocol, sdk._loop
+sdk._loop.preload_loop()
+marks.append(time.process_time())  # the serving core: asyncio, uvloop, anyio, msgspec, protocol
+import sdk._server, sdk._compat, sdk._logging, sdk._stdio, sdk._egress, sdk._zygote
+marks.append(time.process_time())  # the rest of the SDK: pydantic, the spec models, the server
+gc.freeze()
+gc.enable()
+import {package}
+marks.append(time.process_time())  # the plugin's package
+os.write(1, (" ".join(map(str, marks)) + "\\n").encode())
+os.read(0, 1)
+"""
+STAGES = ("interpreter", "serving_core", "sdk_and_pydantic", "package")
+
+
+async def start_breakdown(root: Path, data: Path, repeats: int) -> dict[str, float]:
+    """Median CPU ms of each stage of a start in the plugin's own sandbox, and of the sandbox's
+    own processes (bwrap)."""
+    name = make_manifest_names(root)[0]
+    found: dict[str, list[float]] = {stage: [] for stage in ("sandbox", *STAGES)}
+    async with PluginHost(HostConfig(plugins_root=root, data_dir=data)) as plugins:
+        manifest = plugins.manifests[name]
+        # The launch the host would do for this plugin, `-c <stages>` instead of `-m sdk.serve`.
+        config = await plugins._launch_config(manifest)  # a benchmark may peek
+        spec = launch_spec(manifest, config)
+        code = BREAKDOWN.format(package=manifest.package)
+        for _ in range(repeats):
+            process = await launch(
+                replace(spec, argv=[spec.argv[0], "-c", code]), config.sandbox_policy
+            )
+            try:
+                stdout, line = await process.open_stdout(), b""
+                while not line.endswith(b"\n"):
+                    line += await stdout.receive()
+                found["sandbox"].append(tree_by_command(process.pid).get("bwrap", 0.0) * 1000)
+            finally:
+                process.kill_group(signal.SIGKILL)
+                await process.wait()
+                await process.cleanup()
+            marks = [0.0, *map(float, line.split())]
+            for stage, (before, after) in zip(STAGES, itertools.pairwise(marks), strict=True):
+                found[stage].append((after - before) * 1000)
+    return {stage: median(values) for stage, values in found.items()}
 
 
 async def warm(root: Path, data: Path, repeats: int) -> tuple[float, float, float]:
@@ -172,16 +261,20 @@ async def measure(quick: bool) -> dict[str, dict[str, object]]:
         async with PluginHost(HostConfig(plugins_root=one, data_dir=data)) as plugins:
             venv = await plugins.venvs.ensure(plugins.manifests["solo0"])
         floor, floor_cpu = python_floor_ms(str(venv.python), repeats * 3)
-        cold_1, cpu_1 = await cold_start_ms(one, data, repeats)
-        cold_1_plain, cpu_1_plain = await cold_start_ms(one, data, repeats, zygote=False)
-        cold_8, _ = await cold_start_ms(eight, data, repeats)
+        cold_1, cpu_1, host_1 = await cold_start_ms(one, data, repeats)
+        cold_1_plain, cpu_1_plain, _ = await cold_start_ms(one, data, repeats, zygote=False)
+        cold_8, cpu_8, host_8 = await cold_start_ms(eight, data, repeats)
+        stages = await start_breakdown(one, data, repeats)
         listing_ms, warm_refresh_ms, rss = await warm(eight, data, 1000)
         restart_ms = await restart_to_ready_ms(one, data, zygote=True)
         restart_cold_ms = await restart_to_ready_ms(one, data, zygote=False)
         run_ms, fresh_run_ms = await fork_per_run_overhead_ms(one, data, 20 if quick else 60)
-    # A start is CPU work: 8 of them need 8 x its CPU time spread over the cores, so no
-    # scheduling can bring the 8-to-1 ratio below this bound.
-    bound = max(1.0, 8 * cpu_1 / CORES / cold_1)
+    # A start is CPU work, the plugin's and the host's: 8 of them need 8 x that CPU time spread
+    # over the cores, so no scheduling can bring the 8-to-1 ratio below this bound.
+    bound = max(1.0, 8 * (cpu_1 + host_1) / CORES / cold_1)
+    # The rest of a start: the zygote's set-up (stdio, logging), its fork, the worker's event
+    # loop, the handshake and the `spec` answer.
+    steps = {**stages, "fork_handshake_spec": cpu_1 - sum(stages.values())}
     return {
         "python_floor_ms": metric(floor, "ms"),
         "cold_start_1_ms": metric(cold_1, "ms"),
@@ -189,6 +282,12 @@ async def measure(quick: bool) -> dict[str, dict[str, object]]:
         "cold_8_to_1_ratio": metric(cold_8 / cold_1, "x", 2.5, "lower"),
         "cold_1_to_python_floor_ratio": metric(cold_1 / floor, "x"),
         "cpu_per_start_ms": metric(cpu_1, "ms"),
+        "host_cpu_per_start_ms": metric(host_1, "ms"),
+        # With 8 starting at once (more cache misses and migrations on shared cores).
+        "cpu_per_start_of_8_ms": metric(cpu_8, "ms"),
+        "host_cpu_per_start_of_8_ms": metric(host_8, "ms"),
+        # What `cpu_per_start_ms` is made of, stage by stage (see STAGES and docs/benchmarks.md).
+        **{f"start_cpu_{step}_ms": metric(value, "ms") for step, value in steps.items()},
         # The same start without a zygote (one process imports and serves): what the fork costs.
         "cold_start_1_no_zygote_ms": metric(cold_1_plain, "ms"),
         "cpu_per_start_no_zygote_ms": metric(cpu_1_plain, "ms"),
