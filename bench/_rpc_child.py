@@ -1,8 +1,10 @@
 """Child process of bench/rpc.py: a raw echo of lines, a blocking msgspec echo, or `echo` served
-by an `RpcSession` on the plugin's loop (`PLUGBOX_LOOP` picks asyncio or uvloop, as in a plugin)."""
+by an `RpcSession` on the plugin's loop (`PLUGBOX_LOOP` picks asyncio or uvloop, as in a plugin):
+an inline plain function, or a coroutine in a task per request with `BENCH_HANDLER=async`."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import msgspec
@@ -45,10 +47,16 @@ def msgspec_echo() -> None:
 async def serve(wire: WireFds) -> None:
     session = RpcSession(await open_wire(wire), name="bench")
 
-    async def echo(params: object) -> object:
+    def echo(params: object) -> object:
         return params
 
-    session.on_request("echo", echo)
+    async def echo_async(params: object) -> object:
+        return params
+
+    if os.environ.get("BENCH_HANDLER") == "async":  # a task per request, as a coroutine needs
+        session.on_request("echo", echo_async)
+    else:  # answered in the loop's data callback, as a quick plain function is
+        session.on_request_inline("echo", echo)
     await session.run()
 
 

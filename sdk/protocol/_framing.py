@@ -124,7 +124,10 @@ def _encodable(text: str) -> bool:
 def decode_frame(line: bytes) -> Message | ParseFailure:
     """Decode one line (without its newline) into a message, or an in-band failure."""
     try:
-        line.decode("utf-8")  # raw params/results are not checked by the envelope decoder
+        # Raw params/results are not checked by the envelope decoder; ASCII (the common case)
+        # is valid UTF-8, and `isascii` checks that without building a str.
+        if not line.isascii():
+            line.decode("utf-8")
         envelope = _envelope_decoder.decode(line)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         # The id, when readable, lets the session fail that one call instead of timing it out.

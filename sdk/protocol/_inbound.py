@@ -2,7 +2,10 @@
 
 Contract: the stream's listener is `_dispatch`, which never raises. Responses resolve their caller
 at once (a handler waiting on the other side never deadlocks the reader). Each request runs in its
-own task, started at once unless notifications are queued ahead of it. Notifications run one at a
+own task, started at once unless notifications are queued ahead of it; a route registered with
+`inline=True` is a plain function called right there instead (no task, no loop turn: for quick
+handlers that never block), its reply written with the other replies of the same read in one
+write. Notifications run one at a
 time in arrival order; past `ORDERED_HIGH_WATER` queued, the stream stops reading so the peer's
 writes wait on the pipe (unless an answer to one of our requests is due on it). The ordered runner
 yields to the loop after `ORDERED_BATCH` messages or `ORDERED_SLICE_S` of work, so a peer's flood
@@ -20,7 +23,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +54,7 @@ from ._methods import DEFAULT_MAX_FRAME_SIZE, CancelParams, Method
 from ._streams import MessageStream
 
 Handler = Callable[[Any], Awaitable[Any]]
+InlineHandler = Callable[[Any], Any]
 Redactor = Callable[[str], str]
 
 logger = logging.getLogger("plugbox.protocol")
@@ -75,6 +79,7 @@ class _Route:
     handler: Handler
     decoder: msgspec.json.Decoder[Any]
     admit: Callable[[], bool] | None = None  # a notification's gate: False drops it undecoded
+    inline: InlineHandler | None = None  # a request's plain function, run without a task
 
     def decode(self, params: Any) -> Any:
         return decode_params(self.decoder, params)
@@ -90,8 +95,8 @@ class Pending:
 
     __slots__ = ("error", "expired", "future", "result")
 
-    def __init__(self) -> None:
-        self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.future: asyncio.Future[None] = loop.create_future()
         self.result: msgspec.Raw | None = None
         self.error: PluginError | None = None
         self.expired = False  # the deadline passed before an answer came
@@ -136,12 +141,35 @@ class Inbound:
         self._ordered_busy = False
         self._ordered_wakeup: asyncio.Future[None] | None = None
         self._paused = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # A pipe's write without a coroutine in between, when it need not wait (see `try_send`).
+        self._try_send: Callable[[bytes], bool] | None = getattr(stream, "try_send", None)
+        self._hold_nowait: Callable[[bytes], bool] | None = getattr(stream, "hold_nowait", None)
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        # Cached: `asyncio.get_running_loop()` costs a getpid() system call on Python 3.11.
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     def on_request(
         self, method: str, handler: Handler, *, params_type: Any = dict[str, Any]
     ) -> None:
         """Serve `method`: `handler(params)` returns the result (any msgspec-encodable value)."""
         self._requests[method] = _Route(handler, typed_decoder(params_type))
+
+    def on_request_inline(
+        self, method: str, function: InlineHandler, *, params_type: Any = dict[str, Any]
+    ) -> None:
+        """Serve `method` with a plain function called as the request arrives, in the loop's
+        data callback: no task and no loop turn per request. Only for quick functions that
+        never block (they hold the loop while they run) and need no cancellation."""
+
+        async def handler(params: Any) -> Any:  # the path behind queued notifications
+            return function(params)
+
+        self._requests[method] = _Route(handler, typed_decoder(params_type), inline=function)
 
     def on_notification(
         self,
@@ -206,7 +234,7 @@ class Inbound:
 
     async def _run_ordered(self) -> None:
         """Handle notifications, parse failures and the requests behind them in arrival order."""
-        loop = asyncio.get_running_loop()
+        loop = self._running_loop()
         handled, since = 0, time.perf_counter()
         while True:
             if not self._ordered:
@@ -235,19 +263,57 @@ class Inbound:
             if len(self._ordered) <= ORDERED_HIGH_WATER // 2:
                 self._resume_reading()
 
+    def _written_nowait(self, frame: bytes, hold: bool) -> bool:
+        """`frame` written or held without a coroutine, as `send(frame, hold=hold)` would when it
+        need not wait (the hot path of every call); False when `send` must do it."""
+        nowait = self._hold_nowait if hold else self._try_send
+        return nowait is not None and nowait(frame)
+
     def _resume_reading(self) -> None:
         if self._paused:
             self._paused = False
             self._stream.resume_reading()
 
     def _start(self, request: Request) -> None:
+        route = self._requests.get(request.method)
+        if route is not None and route.inline is not None and self._answer_inline(request, route):
+            return
+        self._track(request.id, self._serve(request))
+
+    def _track(self, request_id: RequestId, work: Coroutine[Any, Any, None]) -> None:
         # A native task per request: anyio's start_soon costs ~19 us here, create_task ~2.4 us,
         # and this is the hot path. Cancellation still uses anyio scopes. Registered before it
         # runs, so a `$/cancel` right behind the request finds it.
-        task = asyncio.get_running_loop().create_task(self._serve(request))
-        self._inbound[request.id] = task
-        self._handlers[task] = request.id
+        task = self._running_loop().create_task(work)
+        self._inbound[request_id] = task
+        self._handlers[task] = request_id
         task.add_done_callback(self._finished)
+
+    def _answer_inline(self, request: Request, route: _Route) -> bool:
+        """Run an inline route's function now and write its reply without waiting. False, before
+        the function ran, leaves the request to the task path (a stream that cannot write
+        without waiting, params that do not decode); an error, or a reply that cannot be
+        written at once, is answered by a task."""
+        send_nowait = getattr(self._stream, "send_nowait", None)
+        function = route.inline
+        if send_nowait is None or function is None:
+            return False
+        try:
+            params = route.decode(request.params)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return False
+        try:
+            result = function(params)
+        except Exception as exc:  # the dispatcher boundary: a handler error is a reply
+            self._track(request.id, self._reply_error(request.id, exc))
+            return True
+        try:
+            frame = encode_message(SuccessResponse(id=request.id, result=result))
+        except (TypeError, msgspec.EncodeError, UnicodeEncodeError):
+            frame = b""  # `_reply` answers with the error that explains it
+        if not frame or len(frame) > self.max_frame_size or not send_nowait(frame):
+            self._track(request.id, self._reply(request.id, result))
+        return True
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         request_id = self._handlers.pop(task, None)
@@ -352,6 +418,8 @@ class Inbound:
         await self._send_quietly(encode_message(ErrorResponse(id=request_id, error=wire)))
 
     async def _send_quietly(self, frame: bytes, *, hold: bool = False) -> None:
+        if self._written_nowait(frame, hold):
+            return
         # Not contextlib.suppress: a context manager per reply costs on the hot path.
         try:  # noqa: SIM105
             await self._stream.send(frame, hold=hold)

@@ -90,7 +90,7 @@ class RpcSession(Inbound):
 
     async def run(self) -> None:
         """Dispatch incoming messages until the stream ends; then fail what is pending."""
-        runner = asyncio.get_running_loop().create_task(self._run_ordered())
+        runner = self._running_loop().create_task(self._run_ordered())
         try:
             await self._stream.listen(self._dispatch)
             self._enqueue(END)  # what arrived before the end is still handled, in order
@@ -167,11 +167,12 @@ class RpcSession(Inbound):
             )
         # Other calls in flight: more frames follow in this loop turn, so write them together.
         hold = bool(self._pending)
-        waiter = self._pending[request_id] = Pending()
+        waiter = self._pending[request_id] = Pending(self._running_loop())
         self._resume_reading()  # its answer arrives on the pipe that backpressure may have paused
         try:
             try:
-                await self._stream.send(frame, hold=hold)
+                if not self._written_nowait(frame, hold):
+                    await self._stream.send(frame, hold=hold)
             except GONE:
                 raise ConnectionClosed(
                     "the peer's input is closed", plugin=self.name, method=method
@@ -193,7 +194,7 @@ class RpcSession(Inbound):
             await waiter.wait()
             return
         # A timer on the loop, not a cancel scope: a scope costs more than the rest of the call.
-        timer = asyncio.get_running_loop().call_later(timeout, waiter.expire)
+        timer = self._running_loop().call_later(timeout, waiter.expire)
         try:
             await waiter.wait()
         finally:

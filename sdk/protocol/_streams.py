@@ -31,6 +31,10 @@ from ._framing import Message, MessageDecoder, ParseFailure
 from ._methods import DEFAULT_MAX_FRAME_SIZE
 
 READ_CHUNK = 256 * 1024  # large reads: one system call drains many pipelined frames
+# What asyncio's pipe transport asks `os.read` for. Its default, 256 KiB, is above glibc's mmap
+# threshold, so every read (one per reply on a sequential call) cost an mmap, an mremap and a
+# munmap; a pipe holds 64 KiB by default, so a larger read never returned more anyway.
+PIPE_READ_BYTES = 64 * 1024
 SLICE_BYTES = 8 * 1024  # decoded per loop turn (~100 small frames, a few tenths of a millisecond)
 MAX_BUFFERED_WRITE = 8 * 1024 * 1024  # past this, senders wait for the pipe (backpressure)
 _DRAIN_ABOVE = 64 * 1024  # asyncio's own default high-water mark
@@ -172,15 +176,21 @@ class _PipeReader(asyncio.Protocol):
         self.listener: Listener | None = None
         self.early: list[Message | ParseFailure] = []  # what arrived before `listen`
         self.transport: asyncio.ReadTransport | None = None
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Kept: `asyncio.get_running_loop()` costs a getpid() system call on Python 3.11.
+        self.loop = asyncio.get_running_loop()
+        self.closed: asyncio.Future[None] = self.loop.create_future()
         self.backlog: deque[bytes] = deque()  # read, not yet decoded: for the next loop turns
         self.paused = False  # by the session (backpressure): the backlog waits too
         self._lost = False  # the pipe has ended; `closed` waits for the backlog
         self._scheduled = False
+        self.delivering = False  # inside `_deliver`: replies written now are held to its end
+        self.batch_end: Callable[[], None] | None = None  # writes what was held while delivering
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's pipe transports have the read interface without subclassing asyncio's.
         self.transport = cast(asyncio.ReadTransport, transport)
+        if hasattr(transport, "max_size"):  # asyncio's own transport (uvloop reads its buffer)
+            transport.max_size = PIPE_READ_BYTES
 
     def data_received(self, data: bytes) -> None:
         if self.backlog or len(data) > SLICE_BYTES:
@@ -196,13 +206,20 @@ class _PipeReader(asyncio.Protocol):
         if listener is None:
             self.early.extend(messages)
             return
-        for message in messages:
-            listener(message)
+        # Replies the listener writes inline (sync handlers) go out in one write at the end.
+        self.delivering = True
+        try:
+            for message in messages:
+                listener(message)
+        finally:
+            self.delivering = False
+            if self.batch_end is not None:
+                self.batch_end()
 
     def _schedule(self) -> None:
         if not self._scheduled and not self.paused:
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._work_off)
+            self.loop.call_soon(self._work_off)
 
     def _work_off(self) -> None:
         """One slice of the backlog per loop turn; reading resumes once it is worked off."""
@@ -284,11 +301,12 @@ class PipeMessageStream(_CoalescingSender):
         self._writer = send if isinstance(send, AsyncioSendStream) else None
         self._held: list[bytes] = []  # frames of this loop turn, written at the next one
         self._held_size = 0
+        reader.batch_end = self._write_held
 
     async def send(self, frame: bytes, *, hold: bool = False) -> None:
         if hold and self._writer is not None:
             if not self._held:
-                asyncio.get_running_loop().call_soon(self._write_held)
+                self._reader.loop.call_soon(self._write_held)
             self._held.append(frame)
             self._held_size += len(frame)
             if self._held_size <= _DRAIN_ABOVE:
@@ -301,13 +319,45 @@ class PipeMessageStream(_CoalescingSender):
             self._held_size = 0
         await super().send(frame)
 
+    def hold_nowait(self, frame: bytes) -> bool:
+        """Hold `frame` to be written with the other frames of this loop turn (at the start of
+        the next one, or at the end of the read being delivered): `send(frame, hold=True)`
+        without a coroutine. False, holding nothing, when it would pass the high-water mark:
+        `send` then writes and lets the pipe push back."""
+        if self._writer is None or self._held_size + len(frame) > _DRAIN_ABOVE:
+            return False
+        if not self._held and not self._reader.delivering:
+            self._reader.loop.call_soon(self._write_held)
+        self._held.append(frame)
+        self._held_size += len(frame)
+        return True
+
+    def try_send(self, frame: bytes) -> bool:
+        """Write `frame` at once if `send` would not wait (the pipe is below its high-water mark
+        and no sender is waiting on it): True when written. The hot path of a call: no
+        coroutine in between. A write that crosses the mark is still taken; the next `send`
+        waits for the pipe, so backpressure holds one frame later."""
+        writer = self._writer
+        if writer is None or self._flushing or writer.buffered() > _DRAIN_ABOVE:
+            return False
+        if self._held:
+            self._held.append(frame)
+            frame = b"".join(self._held)
+            self._held.clear()
+            self._held_size = 0
+        try:
+            return writer.write_nowait(frame)
+        except (ConnectionError, RuntimeError):
+            return False  # `send` reports the broken pipe
+
     def send_nowait(self, frame: bytes) -> bool:
-        """Write `frame` now (after frames held this turn, to keep their order) unless the pipe
-        is backed up past `MAX_BUFFERED_WRITE`; False when it was not written."""
+        """Write `frame` now (after frames held this turn, to keep their order; while a read is
+        being delivered, with the other frames written during it) unless the pipe is backed up
+        past `MAX_BUFFERED_WRITE`; False when it was not written."""
         writer = self._writer
         if writer is None or writer.buffered() > MAX_BUFFERED_WRITE:
             return False
-        if not self._held:
+        if not self._held and not self._reader.delivering:
             return writer.write_nowait(frame)
         self._held.append(frame)
         self._held_size += len(frame)
@@ -400,9 +450,10 @@ class AsyncioSendStream(anyio.abc.ByteSendStream):
     def write_nowait(self, item: bytes) -> bool:
         """Hand bytes to the transport (a closed pipe is reported by the next `send`); False
         when it is closing and took nothing."""
-        if self._writer.transport.is_closing():
+        transport = self._writer.transport
+        if transport.is_closing():
             return False
-        self._writer.write(item)
+        transport.write(item)
         return True
 
     async def send(self, item: bytes) -> None:

@@ -1,6 +1,7 @@
 """The wire on both event loops: a real child process serving `echo` on uvloop or asyncio's loop
 (chosen the way a plugin chooses, by `sdk._loop`), called by a host on either loop, sequentially
-and with many calls in flight (the held-frame path on both sides)."""
+and with many calls in flight (the held-frame path on both sides), answered by a coroutine in a
+task per request or by an inline function in the data callback."""
 
 from __future__ import annotations
 
@@ -31,7 +32,11 @@ async def serve(wire):
     async def echo(params):
         return {**params, "loop": type(asyncio.get_running_loop()).__module__.split(".")[0]}
 
+    def echo_inline(params):  # answered in the data callback, no task
+        return {**params, "loop": type(asyncio.get_running_loop()).__module__.split(".")[0]}
+
     session.on_request("echo", echo)
+    session.on_request_inline("echo_inline", echo_inline)
     await session.run()
 
 run(serve, claim_stdio())
@@ -70,8 +75,11 @@ async def _calls(plugin_loop: str) -> list[Any]:
         async with RpcSession(stream, name="plugin") as session:
             answers.append(await session.request("echo", {"n": -1}, timeout=30))
 
+            answers.append(await session.request("echo_inline", {"n": -2}, timeout=30))
+
             async def call(n: int) -> None:
-                answers.append(await session.request("echo", {"n": n}, timeout=30))
+                method = "echo_inline" if n % 2 else "echo"  # a task per request, or none
+                answers.append(await session.request(method, {"n": n}, timeout=30))
 
             async with anyio.create_task_group() as group:
                 for n in range(300):
@@ -87,5 +95,5 @@ def test_calls_cross_the_pipe_on_either_loop_in_flight_or_alone(
     host_uvloop: bool, plugin_loop: str
 ) -> None:
     answers = anyio.run(_calls, plugin_loop, backend_options={"use_uvloop": host_uvloop})
-    assert sorted(a["n"] for a in answers) == list(range(-1, 300))
+    assert sorted(a["n"] for a in answers) == list(range(-2, 300))
     assert {a["loop"] for a in answers} == {"uvloop" if plugin_loop == "uvloop" else "asyncio"}
