@@ -4,6 +4,8 @@ In one run, the MCP SDK's stdio client and server (`bench/_mcp_server.py`, an `e
 plugbox plugin (a completion handler that echoes its node, started by the host under the
 standard sandbox policy) are each measured for: the sequential round trip (median and p99),
 throughput with 64 calls in flight, and start-to-first-call (spawn, handshake, first answer).
+The raw blocking pipe echo of bench/rpc.py is measured in the same rounds: no round trip gets
+below it, so MCP's round trip over it is the highest `mcp_to_plugbox_rtt_ratio` the run allows.
 The MCP SDK is the `bench` extra (`make bench` installs it), never a runtime dependency.
 Writes bench/results/peer_mcp.json.
 """
@@ -32,8 +34,10 @@ from bench._common import (
     percentile,
     pipelined_rate,
     print_table,
+    process_tree_cpu_s,
     write_results,
 )
+from bench.rpc import floor_rtts
 from host import HostConfig, PluginHost
 from sdk.protocol import Calls, CompletionContextWire, CompletionRunParams
 
@@ -70,8 +74,18 @@ class Figures:
         self.rtts: list[float] = []
         self.rates: list[float] = []
         self.starts: list[float] = []
+        self.host_cpu_us: list[float] = []  # per pipelined call, when the far side is known
+        self.far_cpu_us: list[float] = []
 
-    async def measure(self, call: Call, started: float, count: int, total: int) -> None:
+    async def measure(
+        self,
+        call: Call,
+        started: float,
+        count: int,
+        total: int,
+        far: Callable[[], int | None] = lambda: None,
+    ) -> None:
+        """`far` names the far side's process (read once it runs) for its CPU per call."""
         await call()
         self.starts.append((time.perf_counter() - started) * 1000)
         for _ in range(min(count, 50)):  # warm-up
@@ -80,7 +94,13 @@ class Figures:
             begun = time.perf_counter()
             await call()
             self.rtts.append((time.perf_counter() - begun) * 1e6)
+        far_pid = far()
+        far_cpu = process_tree_cpu_s(far_pid) if far_pid else 0.0
+        host = time.process_time()
         self.rates.append(await pipelined_rate(call, total, IN_FLIGHT))
+        self.host_cpu_us.append((time.process_time() - host) / total * 1e6)
+        if far_pid:
+            self.far_cpu_us.append((process_tree_cpu_s(far_pid) - far_cpu) / total * 1e6)
 
 
 async def mcp_round(figures: Figures, count: int, total: int) -> None:
@@ -114,11 +134,11 @@ async def plugbox_round(root: Path, data: Path, figures: Figures, count: int, to
             assert reply.result == {"echo": TEXT}, reply
             return reply
 
-        await figures.measure(call, started, count, total)
+        await figures.measure(call, started, count, total, far=lambda: handle.pid)
 
 
-async def measure(rounds: int, count: int, total: int) -> tuple[Figures, Figures]:
-    mcp, plugbox = Figures(), Figures()
+async def measure(rounds: int, count: int, total: int) -> tuple[Figures, Figures, list[float]]:
+    mcp, plugbox, floor = Figures(), Figures(), []
     with tempfile.TemporaryDirectory() as tmp:
         root, data = Path(tmp) / "plugins", Path(tmp) / "data"
         (root / "echo" / "echo").mkdir(parents=True)
@@ -129,13 +149,14 @@ async def measure(rounds: int, count: int, total: int) -> tuple[Figures, Figures
         for _ in range(rounds):  # interleaved, so load on the machine hits both alike
             await mcp_round(mcp, count, total)
             await plugbox_round(root, data, plugbox, count, total)
-    return mcp, plugbox
+            floor.extend(floor_rtts(count))
+    return mcp, plugbox, floor
 
 
 def main() -> None:
     args = arguments(__doc__ or "")
     rounds, count, total = (2, 200, 1000) if args.quick else (4, 1000, 5000)
-    mcp, plugbox = anyio.run(measure, rounds, count, total)
+    mcp, plugbox, floor = anyio.run(measure, rounds, count, total)
     mcp_rtt, plugbox_rtt = median(mcp.rtts), median(plugbox.rtts)
     mcp_rate, plugbox_rate = median(mcp.rates), median(plugbox.rates)
     mcp_start, plugbox_start = median(mcp.starts), median(plugbox.starts)
@@ -148,9 +169,16 @@ def main() -> None:
         "plugbox_rtt_p99_us": metric(percentile(plugbox.rtts, 0.99), "us"),
         "plugbox_calls_per_s": metric(plugbox_rate, "calls/s"),
         "plugbox_start_to_first_call_ms": metric(plugbox_start, "ms"),
+        "floor_rtt_median_us": metric(median(floor), "us"),
         "mcp_to_plugbox_rtt_ratio": metric(mcp_rtt / plugbox_rtt, "x", 20, "higher"),
+        # The bound: a plugbox round trip as fast as the raw pipe echo would reach this ratio.
+        "mcp_to_floor_rtt_ratio": metric(mcp_rtt / median(floor), "x", better="higher"),
         "plugbox_to_mcp_throughput_ratio": metric(plugbox_rate / mcp_rate, "x", 75, "higher"),
         "mcp_to_plugbox_start_ratio": metric(mcp_start / plugbox_start, "x", 3, "higher"),
+        # Where a pipelined call's time goes (CPU per call; 2 cores run both sides at once).
+        "plugbox_host_cpu_per_call_us": metric(median(plugbox.host_cpu_us), "us"),
+        "plugbox_plugin_cpu_per_call_us": metric(median(plugbox.far_cpu_us), "us"),
+        "mcp_client_cpu_per_call_us": metric(median(mcp.host_cpu_us), "us"),
     }
     print_table("plugbox vs the MCP Python SDK (stdio), the same echo", metrics)
     print(f"written: {write_results('peer_mcp', metrics)}")
