@@ -69,6 +69,16 @@ class Budget:
             return True
         return self._used < self.per_s and self._used_bytes < self.bytes_per_s
 
+    def refuse(self) -> bool:
+        """Refuse (and count) one item when `take()` would refuse it now; take nothing otherwise.
+        One cheap call: a flood's lines are refused this way before they are even decoded."""
+        if time.monotonic() - self._window >= 1.0:
+            return False
+        if self._used < self.per_s and self._used_bytes <= self.bytes_per_s:
+            return False
+        self.dropped += 1
+        return True
+
     def drop(self, count: int) -> None:
         self.dropped += count
 

@@ -393,12 +393,14 @@ class PluginHandle:
     def _register(self, session: RpcSession) -> None:
         for method, (handler, params_type) in self._handlers.items():
             session.on_request(method, handler, params_type=params_type)
-        # Over budget, a `log` notification is dropped as it arrives: never decoded nor queued.
+        # Over budget, a `log` notification is dropped as it arrives: never decoded nor queued
+        # (a plainly encoded one not even split into a message: a flood costs ~1 us a line).
         session.on_notification(
             Notifications.LOG.name,
             self._on_log,
             params_type=LogParams,
             admit=self._log_budget.take,
+            refuse=self._log_budget.refuse,
         )
 
     async def _on_log(self, params: LogParams) -> None:

@@ -7,12 +7,14 @@ line longer than the maximum frame size is discarded up to its newline and repor
 `FrameTooLarge` failure; a line nested too deep for the decoder (a nesting bomb) becomes a
 `ParseFailure` naming the JSON path where it goes too deep. The decoder never raises on bad input.
 `params` and `result` stay raw (`msgspec.Raw`) until the session decodes them with the method's
-typed decoder.
+typed decoder. A decoder's `skip`, when set, sees each line first: a line it takes (and counts)
+is not decoded at all (how an over-budget notification flood is dropped cheaply).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -202,6 +204,9 @@ class MessageDecoder:
         self._buffer = bytearray()
         self._discarding = False  # inside an oversize frame, dropping bytes up to its newline
         self._head = b""  # the first bytes of the oversize frame being discarded
+        # Asked about each complete line before it is decoded: True means the owner has dealt
+        # with it (dropped and counted it) and it yields no message.
+        self.skip: Callable[[bytes], bool] | None = None
 
     def feed(self, chunk: bytes) -> list[Message | ParseFailure]:
         """Add bytes; return every message (or failure) completed by them, in order."""
@@ -242,7 +247,12 @@ class MessageDecoder:
         if len(chunk) > self.max_frame_size or b"\r" in chunk:
             return None
         lines = chunk.split(b"\n")[:-1]
-        return [decode_frame(line) for line in lines if line and not line.isspace()]
+        skip = self.skip
+        if skip is None:
+            return [decode_frame(line) for line in lines if line and not line.isspace()]
+        return [
+            decode_frame(line) for line in lines if line and not line.isspace() and not skip(line)
+        ]
 
     def _take_line(
         self, buffer: bytearray, start: int, end: int, out: list[Message | ParseFailure]
@@ -251,7 +261,9 @@ class MessageDecoder:
         if stop - start > self.max_frame_size:
             out.append(self._too_large(bytes(buffer[start : start + _HEAD])))
         elif stop > start and not buffer[start:stop].isspace():
-            out.append(decode_frame(bytes(buffer[start:stop])))
+            line = bytes(buffer[start:stop])
+            if self.skip is None or not self.skip(line):
+                out.append(decode_frame(line))
 
     def _too_large(self, head: bytes) -> ParseFailure:
         error = FrameTooLarge(f"frame larger than the maximum of {self.max_frame_size} bytes")

@@ -11,10 +11,13 @@ writes wait on the pipe (unless an answer to one of our requests is due on it). 
 yields to the loop after `ORDERED_BATCH` messages or `ORDERED_SLICE_S` of work, so a peer's flood
 never holds the loop (the call's loop) for long. A notification route may have an `admit` gate (a
 rate budget): a notification it refuses is dropped and counted (`notifications_dropped`) before its
-params are decoded or it is queued; unknown notifications are dropped there too. `$/cancel` cancels
-a running handler (or drops a queued request) and no reply is sent. Handler exceptions become error
-responses (the one `except Exception` of the wire); unknown methods and undecodable params are
-answered with their JSON-RPC codes.
+params are decoded or it is queued; unknown notifications are dropped there too. A route may also
+have a `refuse` gate, asked before a line that is plainly that notification (the canonical
+encoding's prefix, no `"id"` member) is decoded at all: when it refuses (and counts), the stream's
+decoder skips the line, a fraction of a decode's cost, so a flood past a budget costs ~1 us a line.
+`$/cancel` cancels a running handler (or drops a queued request) and no reply is sent. Handler
+exceptions become error responses (the one `except Exception` of the wire); unknown methods and
+undecodable params are answered with their JSON-RPC codes.
 """
 
 from __future__ import annotations
@@ -85,6 +88,11 @@ class _Route:
         return decode_params(self.decoder, params)
 
 
+def _prefix(method: str) -> bytes:
+    """How a notification of `method` starts in the canonical encoding (`encode_message`)."""
+    return b'{"method":' + msgspec.json.encode(method) + b","
+
+
 def decode_params(decoder: msgspec.json.Decoder[Any], params: Any) -> Any:
     """Decode raw params; absent params decode as an empty object."""
     return decoder.decode(params if isinstance(params, msgspec.Raw) and params else b"{}")
@@ -145,6 +153,8 @@ class Inbound:
         # A pipe's write without a coroutine in between, when it need not wait (see `try_send`).
         self._try_send: Callable[[bytes], bool] | None = getattr(stream, "try_send", None)
         self._hold_nowait: Callable[[bytes], bool] | None = getattr(stream, "hold_nowait", None)
+        # (line prefix, refuse) of the notifications a decoder may drop undecoded
+        self._skippable: list[tuple[bytes, Callable[[], bool]]] = []
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         # Cached: `asyncio.get_running_loop()` costs a getpid() system call on Python 3.11.
@@ -178,13 +188,33 @@ class Inbound:
         *,
         params_type: Any = dict[str, Any],
         admit: Callable[[], bool] | None = None,
+        refuse: Callable[[], bool] | None = None,
     ) -> None:
         """Handle notification `method`; handlers run in arrival order, so keep them quick.
 
         `admit()`, when given, is asked as each one arrives: False drops it at once, before its
         params are decoded or it waits in the queue (a rate budget costs a flood almost nothing).
+        `refuse()`, when given, is asked first, before such a line is even decoded: True drops it
+        (`refuse` counts it as `admit` would have); False decodes it and asks `admit` as usual.
         """
         self._notifications[method] = _Route(handler, typed_decoder(params_type), admit)
+        prefix = _prefix(method)
+        self._skippable = [entry for entry in self._skippable if entry[0] != prefix]
+        if refuse is not None:
+            self._skippable.append((prefix, refuse))
+        skip_lines = getattr(self._stream, "skip_lines", None)
+        if skip_lines is not None:  # pipe and memory streams decode, so they can skip
+            skip_lines(self._skip_line if self._skippable else None)
+
+    def _skip_line(self, line: bytes) -> bool:
+        """The decoder's `skip`: drop an undecoded line that is plainly a notification whose
+        gate refuses it. Anything less plain (another member order, an `"id"` member that
+        would make it a request) is decoded and judged as usual."""
+        for prefix, refuse in self._skippable:
+            if line.startswith(prefix) and b'"id"' not in line and refuse():
+                self.notifications_dropped += 1
+                return True
+        return False
 
     def set_redactor(self, redact: Redactor | None) -> None:
         """Text filter applied to error messages and tracebacks this side sends."""

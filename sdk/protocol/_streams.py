@@ -125,6 +125,10 @@ class ByteMessageStream(_CoalescingSender):
     def max_frame_size(self, value: int) -> None:
         self._decoder.max_frame_size = value
 
+    def skip_lines(self, skip: Callable[[bytes], bool] | None) -> None:
+        """Lines `skip` takes are dropped undecoded (see `MessageDecoder.skip`)."""
+        self._decoder.skip = skip
+
     async def receive(self) -> Message | ParseFailure:
         """The next message; raises `anyio.EndOfStream` once the peer has closed."""
         while not self._ready:
@@ -382,6 +386,10 @@ class PipeMessageStream(_CoalescingSender):
     @max_frame_size.setter
     def max_frame_size(self, value: int) -> None:
         self._reader.decoder.max_frame_size = value
+
+    def skip_lines(self, skip: Callable[[bytes], bool] | None) -> None:
+        """Lines `skip` takes are dropped undecoded (see `MessageDecoder.skip`)."""
+        self._reader.decoder.skip = skip
 
     async def listen(self, listener: Listener) -> None:
         reader = self._reader

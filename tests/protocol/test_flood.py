@@ -27,6 +27,7 @@ from sdk.protocol import (
     ParseFailure,
     PipeMessageStream,
     RpcSession,
+    _framing,
     encode_message,
     memory_message_pair,
     open_pipe_stream,
@@ -89,6 +90,63 @@ async def test_notifications_refused_by_the_gate_are_dropped_undecoded_and_count
     assert handled == list(range(10))
     assert right.notifications_dropped == 990
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+class Gate:
+    """A rate budget's two questions: `take` (admit one) and `refuse` (drop one undecoded)."""
+
+    def __init__(self, allowance: int) -> None:
+        self.left = allowance
+        self.dropped = 0
+
+    def take(self) -> bool:
+        if self.left > 0:
+            self.left -= 1
+            return True
+        self.dropped += 1
+        return False
+
+    def refuse(self) -> bool:
+        if self.left > 0:
+            return False
+        self.dropped += 1
+        return True
+
+
+async def test_a_refused_notification_line_is_dropped_before_it_is_decoded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    decoded: list[bytes] = []
+    real_decode = _framing.decode_frame
+
+    def counting_decode(line: bytes) -> Any:
+        if line.startswith(b'{"method":"log"'):
+            decoded.append(line)
+        return real_decode(line)
+
+    monkeypatch.setattr(_framing, "decode_frame", counting_decode)
+    handled: list[int] = []
+    gate = Gate(10)
+
+    async def note(params: dict[str, int]) -> None:
+        handled.append(params["i"])
+
+    async def sync(_: Any) -> str:
+        return "ok"
+
+    async with peers() as (left, right):
+        right.on_notification(
+            "log", note, params_type=dict[str, int], admit=gate.take, refuse=gate.refuse
+        )
+        right.on_request("sync", sync)
+        for i in range(1000):
+            await left.notify("log", {"i": i})
+        # Not plainly a notification (an "id" member makes it a request): decoded and answered.
+        await left._stream.send(b'{"method":"log","params":{},"id":7,"jsonrpc":"2.0"}\n')
+        assert await left.request("sync") == "ok"  # answered after everything before it
+    assert handled == list(range(10))
+    assert right.notifications_dropped == gate.dropped == 990
+    assert len(decoded) == 10 + 1  # the admitted ten and the request; 990 never decoded
 
 
 @asynccontextmanager

@@ -29,6 +29,14 @@ def test_the_budget_counts_lines_and_bytes_and_drops_the_rest() -> None:
     assert size.dropped == 2
 
 
+def test_refuse_counts_what_take_would_refuse_and_takes_nothing_otherwise() -> None:
+    budget = Budget(per_s=2)
+    assert budget.refuse() is False  # room left: nothing taken, nothing counted
+    assert [budget.take(), budget.take(), budget.take()] == [True, True, False]
+    assert [budget.refuse(), budget.refuse()] == [True, True]
+    assert budget.dropped == 3
+
+
 async def test_a_flood_in_one_read_is_counted_and_logged_a_batch_per_loop_turn(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
