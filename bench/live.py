@@ -149,6 +149,7 @@ async def measure(quick: bool) -> dict[str, dict[str, object]]:
             shadows.append(await bridged(frames, shadow_root, data, venvs=False))
         direct.append(await bridged(frames, root, data, direct=True))
     bare, noop = median([b[0] for b in bares]), median([n[0] for n in noops])
+    noop_cpu = median([n[1] for n in noops])
     bridged_s = median([r.pipeline_s for r in runs])
     shadow_s = median([r.pipeline_s for r in shadows])
     dropped = sum(r.dropped for r in runs + direct)
@@ -165,6 +166,11 @@ async def measure(quick: bool) -> dict[str, dict[str, object]]:
         "overhead_vs_bare_ratio": metric(bridged_s / bare, "x"),
         "per_frame_overhead_us": metric((bridged_s - noop) / frames * 1e6, "us"),
         "per_event_host_cpu_us": metric(per_event_cpu * 1e6, "us"),
+        # What caps events/s: pipecat's own CPU per frame (the one-observer pipeline) against
+        # the bridge's for the 5 events of a frame (the direct run's per-event CPU x 5).
+        "pipeline_cpu_per_frame_us": metric(noop_cpu / frames * 1e6, "us"),
+        "bridge_cpu_per_frame_us": metric(PLUGINS * per_event_cpu * 1e6, "us"),
+        "bridge_cpu_share": metric(PLUGINS * per_event_cpu / (noop_cpu / frames), "x"),
         "events_per_s": metric(median([r.rate for r in runs]), "events/s", 60_000, "higher"),
         "events_per_s_pipeline_ceiling": metric(PLUGINS * frames / noop, "events/s"),
         "bridge_events_per_s": metric(median([r.rate for r in direct]), "events/s"),

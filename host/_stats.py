@@ -6,6 +6,7 @@ every call since start; the percentiles are over the last `SAMPLES` calls.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -25,10 +26,9 @@ class MethodStats:
     def observe(self, elapsed_s: float) -> None:
         self.latencies_ms.append(elapsed_s * 1000.0)
         self.sum_s += elapsed_s
-        for index, bound in enumerate(LATENCY_BUCKETS_S):
-            if elapsed_s <= bound:
-                self.bucket_counts[index] += 1
-                break
+        index = bisect_left(LATENCY_BUCKETS_S, elapsed_s)  # the first bound >= elapsed_s
+        if index < len(LATENCY_BUCKETS_S):
+            self.bucket_counts[index] += 1
 
     def cumulative_buckets(self) -> list[tuple[str, float]]:
         """`(le, count)` pairs, cumulative, ending with `+Inf` (= every call)."""
@@ -54,7 +54,10 @@ class CallStats:
     methods: dict[str, MethodStats] = field(default_factory=dict)
 
     def record(self, method: str, elapsed_s: float, *, ok: bool) -> None:
-        stats = self.methods.setdefault(method, MethodStats())
+        # Not setdefault: that would build a MethodStats (a deque, a list) on every call.
+        stats = self.methods.get(method)
+        if stats is None:
+            stats = self.methods[method] = MethodStats()
         stats.calls += 1
         stats.errors += 0 if ok else 1
         stats.observe(elapsed_s)

@@ -201,7 +201,10 @@ class PluginHandle:
             if process is None and self._fresh_process(name):
                 result: R = await self._call_fresh(method, params, timeout)
             else:
-                proc = self._bound(process, name) if process is not None else await self.start()
+                # The ready process without a coroutine per call; `start` when there is none.
+                proc = self._bound(process, name) if process is not None else self.process
+                if proc is None:
+                    proc = await self.start()
                 result = await proc.session.request(
                     name, params, result_type=method.result, timeout=timeout or self._deadline(name)
                 )

@@ -171,7 +171,9 @@ class SecretScrubber:
         self, nodes: Iterable[Mapping[str, Any]], sensitive: SensitiveLookup
     ) -> None:
         """Learn the sensitive field values of node dicts (`{"type", "data"}`)."""
-        self.add(node_secrets(nodes, sensitive))
+        found = node_secrets(nodes, sensitive)
+        if found:  # most calls carry none: no lock, no set work (every completion call asks)
+            self.add(found)
 
     def values(self) -> frozenset[str]:
         """Every secret value known now (lifetime and scoped)."""
