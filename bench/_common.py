@@ -16,7 +16,6 @@ from typing import Any
 import anyio
 
 RESULTS = Path(__file__).resolve().parent / "results"
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def arguments(description: str) -> argparse.Namespace:
@@ -82,16 +81,3 @@ async def pipelined_rate(call: Callable[[], Awaitable[Any]], total: int, in_flig
         for _ in range(in_flight):
             group.start_soon(worker)
     return total / (time.perf_counter() - started)
-
-
-def process_tree_cpu_s(pid: int) -> float:
-    """CPU seconds used so far by a live process and its descendants (a sandbox's tree)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stream:
-            fields = stream.read().rsplit(")", 1)[1].split()
-        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as stream:
-            children = [int(child) for child in stream.read().split()]
-    except FileNotFoundError:
-        return 0.0
-    own = (int(fields[11]) + int(fields[12])) / TICKS  # utime and stime
-    return own + sum(process_tree_cpu_s(child) for child in children)

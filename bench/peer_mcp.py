@@ -34,10 +34,10 @@ from bench._common import (
     percentile,
     pipelined_rate,
     print_table,
-    process_tree_cpu_s,
     write_results,
 )
 from bench.rpc import floor_rtts
+from bench.startup import tree_cpu_s
 from host import HostConfig, PluginHost
 from sdk.protocol import Calls, CompletionContextWire, CompletionRunParams
 
@@ -95,12 +95,12 @@ class Figures:
             await call()
             self.rtts.append((time.perf_counter() - begun) * 1e6)
         far_pid = far()
-        far_cpu = process_tree_cpu_s(far_pid) if far_pid else 0.0
+        far_cpu = tree_cpu_s(far_pid) if far_pid else 0.0
         host = time.process_time()
         self.rates.append(await pipelined_rate(call, total, IN_FLIGHT))
         self.host_cpu_us.append((time.process_time() - host) / total * 1e6)
         if far_pid:
-            self.far_cpu_us.append((process_tree_cpu_s(far_pid) - far_cpu) / total * 1e6)
+            self.far_cpu_us.append((tree_cpu_s(far_pid) - far_cpu) / total * 1e6)
 
 
 async def mcp_round(figures: Figures, count: int, total: int) -> None:

@@ -153,6 +153,7 @@ class Inbound:
         # A pipe's write without a coroutine in between, when it need not wait (see `try_send`).
         self._try_send: Callable[[bytes], bool] | None = getattr(stream, "try_send", None)
         self._hold_nowait: Callable[[bytes], bool] | None = getattr(stream, "hold_nowait", None)
+        self._send_nowait: Callable[[bytes], bool] | None = getattr(stream, "send_nowait", None)
         # (line prefix, refuse) of the notifications a decoder may drop undecoded
         self._skippable: list[tuple[bytes, Callable[[], bool]]] = []
 
@@ -324,7 +325,7 @@ class Inbound:
         the function ran, leaves the request to the task path (a stream that cannot write
         without waiting, params that do not decode); an error, or a reply that cannot be
         written at once, is answered by a task."""
-        send_nowait = getattr(self._stream, "send_nowait", None)
+        send_nowait = self._send_nowait
         function = route.inline
         if send_nowait is None or function is None:
             return False

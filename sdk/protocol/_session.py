@@ -106,7 +106,7 @@ class RpcSession(Inbound):
     def notify_nowait(self, method: str, params: Any) -> bool:
         """Write a notification now, without waiting, if the stream can (a pipe on this loop with
         room): True when written; False when not (closed, unencodable, too large, no room)."""
-        send_nowait = getattr(self._stream, "send_nowait", None)
+        send_nowait = self._send_nowait
         if self._closed is not None or send_nowait is None:
             return False
         try:
