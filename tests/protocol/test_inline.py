@@ -29,6 +29,7 @@ from sdk.protocol import (
     memory_message_pair,
     open_pipe_stream,
 )
+from sdk.protocol._streams import _DRAIN_ABOVE
 
 pytestmark = pytest.mark.anyio
 
@@ -187,3 +188,27 @@ async def test_over_a_stream_that_cannot_write_at_once_a_task_answers_it() -> No
         async with plugin, host:
             assert await host.request("add", {"a": 2, "b": 3}) == 5
     assert in_task == [True]
+
+
+async def test_writes_without_a_coroutine_keep_the_pipes_backpressure() -> None:
+    """Nobody reads the far end: `send` takes frames until the pipe (64 KiB) and the transport's
+    high-water mark are full, then waits; `try_send` and `hold_nowait` refuse from then on."""
+    idle_r, idle_w = os.pipe()  # what this stream reads: nothing ever arrives
+    far_r, far_w = os.pipe()  # what it writes: nobody reads it
+    stream = await _pipe_stream(idle_r, far_w)
+    writer = stream._writer
+    assert writer is not None
+    frame = b"x" * 999 + b"\n"
+    taken = 0
+    with anyio.move_on_after(1):  # bounded: the send that waits is the point of the test
+        while True:
+            await stream.send(frame)
+            taken += 1
+    assert writer.buffered() <= _DRAIN_ABOVE + len(frame)
+    assert taken * len(frame) <= 64 * 1024 + _DRAIN_ABOVE + len(frame)
+    assert taken * len(frame) > _DRAIN_ABOVE  # the pipe and the transport did fill first
+    assert not stream.try_send(frame)
+    assert not stream.hold_nowait(b"y" * (_DRAIN_ABOVE + 1))
+    await stream.aclose()
+    for fd in (idle_w, far_r):
+        os.close(fd)
