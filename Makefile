@@ -41,8 +41,12 @@ demo: $(STAMP)
 
 # The host's suite, then each bundled plugin's own tests in its own venv (`plugbox plugins test`):
 # a plugin's tests import its PyPI requirements, which the host's .venv does not have.
+# The suite mostly waits (plugin processes, sandboxes, deadlines), so it runs on TEST_WORKERS
+# pytest-xdist workers even on 2 cores; tests that must not overlap share an `xdist_group`
+# (docs/testing.md). `make test TEST_WORKERS=0` runs it in one process.
+TEST_WORKERS ?= 3
 test: $(STAMP) system-deps
-	@$(BIN)/python -m pytest -q
+	@$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 	@set -e; for plugin in $(sort $(dir $(wildcard plugins/*/plugin.toml))); do \
 		echo "==> plugbox plugins test $$plugin"; $(BIN)/plugbox plugins test $$plugin; done
 

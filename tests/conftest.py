@@ -32,15 +32,26 @@ def spec_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def make_config(tmp_path: Path, spec_cache: Path) -> ConfigFactory:
-    """`make_config(plugins_root, **overrides)`: a test host's configuration under `tmp_path`."""
+def share_specs(spec_cache: Path) -> Callable[[Path], Path]:
+    """`share_specs(data_dir)`: that data dir (made) reads and fills the session's spec cache,
+    for hosts a test configures itself or starts in another process (a worker's data dir)."""
 
-    def build(plugins_root: Path, **overrides: Any) -> HostConfig:
-        data_dir = overrides.pop("data_dir", tmp_path / "data")
+    def link(data_dir: Path) -> Path:
         data_dir.mkdir(parents=True, exist_ok=True)
         cache = data_dir / "spec-cache"
         if not cache.exists():
             cache.symlink_to(spec_cache, target_is_directory=True)
+        return data_dir
+
+    return link
+
+
+@pytest.fixture
+def make_config(tmp_path: Path, share_specs: Callable[[Path], Path]) -> ConfigFactory:
+    """`make_config(plugins_root, **overrides)`: a test host's configuration under `tmp_path`."""
+
+    def build(plugins_root: Path, **overrides: Any) -> HostConfig:
+        data_dir = share_specs(overrides.pop("data_dir", tmp_path / "data"))
         settings: dict[str, Any] = {"use_venvs": False, "idle_timeout_s": None, **overrides}
         return HostConfig(plugins_root=plugins_root, data_dir=data_dir, **settings)
 

@@ -18,9 +18,14 @@ from ._scaleout import REDIS, RedisServer, Workers, deliveries, ledger_definitio
 
 JOBS = 200
 LEASE_S = 2.0  # a dead worker's jobs move after this (the production default is 30 s)
-pytestmark = pytest.mark.skipif(
-    REDIS is None, reason="redis-server not installed (tools/system-deps.sh installs it)"
-)
+# xdist: the scale-out tests run one after another on one worker (each starts worker
+# processes and their plugins; two at once would make lease takeovers that no kill caused).
+pytestmark = [
+    pytest.mark.skipif(
+        REDIS is None, reason="redis-server not installed (tools/system-deps.sh installs it)"
+    ),
+    pytest.mark.xdist_group("scaleout"),
+]
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ the ledgers show delivered that the store has not recorded)."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -28,11 +29,24 @@ from ._scaleout import (
     until_done,
 )
 
+# xdist: the scale-out tests run one after another on one worker (each starts worker
+# processes and their plugins; two at once would make lease takeovers that no kill caused).
+pytestmark = pytest.mark.xdist_group("scaleout")
+
 RUNS = 200
 KILLS = 4
 # Long enough that a survivor stalled by a busy 2-core machine keeps its leases (a takeover of a
 # live worker's job would be a duplicate no kill caused), short enough to keep the test quick.
 LEASE_S = 4.0
+
+
+@pytest.fixture
+def warm(tmp_path: Path, share_specs: Callable[[Path], Path]) -> None:
+    """The workers' data dir reads the session's spec cache (tests/conftest.py): a worker
+    (re)start loads specs from it instead of starting every plugin of the folder for them.
+    Not for the ARQ workers: started faster, a killed one more often dies between ARQ taking
+    a job and the store's claim of it, and that job then waits out ARQ's own job timeout."""
+    share_specs(tmp_path / "data")
 
 
 def chaos_counts(data: Path, ids: list[int]) -> dict[str, int]:
@@ -70,6 +84,7 @@ def _assert_chaos(counts: dict[str, int], window: int, workers: Workers) -> None
     assert counts["duplicate_results"] <= KILLS, (counts, window)
 
 
+@pytest.mark.usefixtures("warm")
 def test_embedded_worker_killed_4_times_loses_nothing(tmp_path: Path) -> None:
     data = tmp_path / "data"
     ids = anyio.run(_create, data, RUNS, None)

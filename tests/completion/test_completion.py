@@ -7,7 +7,7 @@ import socket
 import sys
 import textwrap
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,13 @@ async def receiver() -> AsyncIterator[Receiver]:
         listener.server.should_exit = True
 
 
+@pytest.fixture
+def warm(tmp_path: Path, share_specs: Callable[[Path], Path]) -> None:
+    """Specs from the session's cache (tests/conftest.py): only the plugins a test calls start,
+    not all nine of the folder for their specs. The load-failure test keeps a cold cache."""
+    share_specs(tmp_path / "data")
+
+
 def config(tmp_path: Path, receiver: Receiver, *, slow: str = "0") -> HostConfig:
     return HostConfig(
         plugins_root=PLUGINS,
@@ -73,6 +80,7 @@ def definition(*nodes: tuple[str, str, bool]) -> dict[str, Any]:
     }
 
 
+@pytest.mark.usefixtures("warm")
 async def test_phases_run_in_order_and_later_phases_see_earlier_annotations(
     tmp_path: Path, receiver: Receiver
 ) -> None:
@@ -97,6 +105,7 @@ async def test_phases_run_in_order_and_later_phases_see_earlier_annotations(
     assert report.public_token
 
 
+@pytest.mark.usefixtures("warm")
 async def test_a_plugin_with_only_disabled_nodes_is_called_and_decides_itself(
     tmp_path: Path, receiver: Receiver
 ) -> None:
@@ -118,6 +127,7 @@ async def test_a_plugin_with_only_disabled_nodes_is_called_and_decides_itself(
     assert not receiver.counts  # the plugin skipped its disabled node: nothing was delivered
 
 
+@pytest.mark.usefixtures("warm")
 async def test_a_handler_crashing_twice_then_succeeding_is_recorded_once_with_its_attempts(
     tmp_path: Path, receiver: Receiver
 ) -> None:
@@ -139,6 +149,7 @@ async def test_a_handler_crashing_twice_then_succeeding_is_recorded_once_with_it
     assert again.outcomes[0].status == "skipped"
 
 
+@pytest.mark.usefixtures("warm")
 async def test_a_handler_that_always_hangs_fails_after_retries_while_others_are_recorded(
     tmp_path: Path, receiver: Receiver
 ) -> None:
@@ -183,6 +194,7 @@ WORKER = textwrap.dedent(
 )
 
 
+@pytest.mark.usefixtures("warm")
 async def test_a_worker_killed_mid_job_resumes_on_restart_without_duplicate_delivery(
     tmp_path: Path, receiver: Receiver
 ) -> None:
@@ -255,6 +267,7 @@ async def test_the_store_migrates_an_older_schema_on_open(tmp_path: Path) -> Non
     assert version == SCHEMA_VERSION
 
 
+@pytest.mark.usefixtures("warm")
 async def test_the_embedded_worker_runs_queued_jobs_and_drains(
     tmp_path: Path, receiver: Receiver
 ) -> None:
@@ -326,6 +339,7 @@ async def test_a_plugin_that_fails_to_load_fails_its_nodes_and_runs_retry_delive
     assert delivered == Counter({(str(run_id), "f"): 1 for run_id in ids})
 
 
+@pytest.mark.usefixtures("warm")
 async def test_a_job_meeting_an_open_circuit_is_deferred_and_its_slot_runs_other_jobs(
     tmp_path: Path, receiver: Receiver
 ) -> None:
@@ -339,7 +353,7 @@ async def test_a_job_meeting_an_open_circuit_is_deferred_and_its_slot_runs_other
         ):
             await plugins.registry.refresh()
             victim = plugins.get("ledger_int")
-            await victim.aclose()  # down, as after its crashes (loading the specs started it)
+            await victim.aclose()  # down, as after its crashes
             breaker = victim._breaker  # the seam: its circuit opened, as 5 crashes open it
             breaker.cool_down_s = 3.0
             for _ in range(breaker.crash_limit):

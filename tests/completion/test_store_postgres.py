@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -128,7 +129,7 @@ def _env(extra: dict[str, str]) -> dict[str, str]:
 
 
 async def test_two_api_servers_on_one_postgres_store_see_and_retry_the_same_runs(
-    postgres_url: str, tmp_path: Path
+    postgres_url: str, tmp_path: Path, share_specs: Callable[[Path], Path]
 ) -> None:
     """M API servers: each its own process state and data dir, one run store between them."""
     import httpx
@@ -143,7 +144,7 @@ async def test_two_api_servers_on_one_postgres_store_see_and_retry_the_same_runs
         for name in ("api-1", "api-2"):
             config = HostConfig(
                 plugins_root=PLUGINS,
-                data_dir=tmp_path / name,
+                data_dir=share_specs(tmp_path / name),  # specs: the session's cache
                 use_venvs=False,
                 idle_timeout_s=None,
                 grants_file=GRANTS,

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -92,7 +93,7 @@ def _mount_tmpfs(path: Path, size: str) -> bool:
 
 
 async def test_a_full_disk_is_waited_out_and_every_job_finishes_once_space_returns(
-    tmp_path: Path,
+    tmp_path: Path, share_specs: Callable[[Path], Path]
 ) -> None:
     """The run store on a 1 MiB tmpfs, filled up while the worker runs (root mounts it)."""
     from host import HostConfig, PluginHost
@@ -105,7 +106,7 @@ async def test_a_full_disk_is_waited_out_and_every_job_finishes_once_space_retur
         pytest.skip("mounting a tmpfs needs root (CI runs as root)")
     config = HostConfig(
         plugins_root=PLUGINS,
-        data_dir=tmp_path / "data",
+        data_dir=share_specs(tmp_path / "data"),  # specs: the session's cache
         use_venvs=False,
         idle_timeout_s=None,
         grants_file=GRANTS,

@@ -46,9 +46,14 @@ RUNS = 60
 LEASE_S = 8.0
 JOB_TIMEOUT_S = 150  # a job past its deadline is run again: a duplicate no kill caused, too
 BOUND_S = 240.0
-pytestmark = pytest.mark.skipif(
-    REDIS is None, reason="redis-server not installed (tools/system-deps.sh installs it)"
-)
+# xdist: the scale-out tests run one after another on one worker (each starts worker
+# processes and their plugins; two at once would make lease takeovers that no kill caused).
+pytestmark = [
+    pytest.mark.skipif(
+        REDIS is None, reason="redis-server not installed (tools/system-deps.sh installs it)"
+    ),
+    pytest.mark.xdist_group("scaleout"),
+]
 
 WORKER = textwrap.dedent(
     """

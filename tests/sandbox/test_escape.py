@@ -26,7 +26,9 @@ from host.runtime import IntegrationRuntimeContext, finish_call, open_call
 from host.sandbox import SandboxPolicy, probe_layers
 from plugbox_demo.scripted_call import run_scripted_call
 
-pytestmark = pytest.mark.anyio
+# xdist: one worker: the module's venv is built once; the nonroot test probes the same
+# planted paths (escape_plugins).
+pytestmark = [pytest.mark.anyio, pytest.mark.xdist_group("escape")]
 PLUGINS = Path(__file__).resolve().parents[1] / "fixtures" / "escape_plugins"
 LAYERS = {layer.name: layer for layer in probe_layers()}
 CHANNELS = {"import", "validate", "runtime.open", "on_call_finished", "completion", "http"}

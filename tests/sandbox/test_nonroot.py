@@ -25,6 +25,9 @@ import pytest
 
 from host.sandbox import probe_layers
 
+# xdist: beside test_escape.py (the same escape plugins and planted paths).
+pytestmark = pytest.mark.xdist_group("escape")
+
 REPO = Path(__file__).resolve().parents[2]
 PLUGINS = REPO / "tests" / "fixtures" / "escape_plugins"
 NOBODY = 65534

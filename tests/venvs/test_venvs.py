@@ -16,6 +16,8 @@ from host import HostConfig, PluginHost
 from host._manifest import load_manifest
 from host._venv import MARKER, VenvBuilder
 
+# xdist: one worker builds the module's venv once, and its tests see it in file order.
+pytestmark = pytest.mark.xdist_group("venvs")
 MANIFEST = """name = "{name}"
 version = "0.0.1"
 package = "{name}"
