@@ -50,7 +50,7 @@ async def test_the_plugin_imports_and_serves_with_the_collector_on(
     # ...while what the SDK's imports made was frozen, not walked: no full collection ran
     # during them, and no young one beyond those of the interpreter's own start-up (site and
     # .pth files: 6-18 here, before `sdk.serve` runs; the SDK's imports used to add 300+).
-    assert at_import["frozen"] > 50_000
+    assert at_import["frozen"] > 10_000  # ~60,000 here; none before the change
     assert at_import["collections"][2] == 0
     assert at_import["collections"][0] <= 40
 
