@@ -9,10 +9,11 @@ larger than `SLICE_BYTES` is decoded a slice per loop turn, reading paused meanw
 flood never holds the loop for one whole read. `ByteMessageStream` adapts any pair of anyio byte
 streams by pulling. Concurrent senders are coalesced into one write per burst, so pipelined calls
 cost one system call for many frames: a sender that knows more frames are coming in this loop turn
-(other calls in flight) passes `hold=True`, and the pipe stream writes what was held once, at the
-start of the next turn, in order with every other frame; a lone frame is written at once, so a
-sequential call costs no extra loop turn. `memory_message_pair()` joins two message streams through
-in-memory byte pipes that go through the same framing as a real pipe.
+(other calls in flight) passes `hold=True`, and the pipe stream writes what was held at the
+start of the next turn (or every `HOLD_FLUSH_FRAMES` frames, so the peer starts on them while
+this side makes the rest), in order with every other frame; a lone frame is written at once, so
+a sequential call costs no extra loop turn. `memory_message_pair()` joins two message streams
+through in-memory byte pipes that go through the same framing as a real pipe.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ PIPE_READ_BYTES = 64 * 1024
 SLICE_BYTES = 8 * 1024  # decoded per loop turn (~100 small frames, a few tenths of a millisecond)
 MAX_BUFFERED_WRITE = 8 * 1024 * 1024  # past this, senders wait for the pipe (backpressure)
 _DRAIN_ABOVE = 64 * 1024  # asyncio's own default high-water mark
+# Frames held before they are written anyway. One write per turn costs one system call for a
+# whole burst, but it makes the two processes take turns: the peer waits for the whole burst
+# while this side prepares it, then this side waits for the whole answer. Writing every
+# HOLD_FLUSH_FRAMES lets the peer start on the first frames while this side makes the rest.
+HOLD_FLUSH_FRAMES = 16
 
 Listener = Callable[[Message | ParseFailure], None]
 
@@ -305,14 +311,12 @@ class PipeMessageStream(_CoalescingSender):
         self._writer = send if isinstance(send, AsyncioSendStream) else None
         self._held: list[bytes] = []  # frames of this loop turn, written at the next one
         self._held_size = 0
+        self._flush_scheduled = False  # a `_write_held` is due at the start of the next turn
         reader.batch_end = self._write_held
 
     async def send(self, frame: bytes, *, hold: bool = False) -> None:
         if hold and self._writer is not None:
-            if not self._held:
-                self._reader.loop.call_soon(self._write_held)
-            self._held.append(frame)
-            self._held_size += len(frame)
+            self._hold(frame)
             if self._held_size <= _DRAIN_ABOVE:
                 return
             frame = b""  # past the high-water mark: write now and let the pipe push back
@@ -330,11 +334,19 @@ class PipeMessageStream(_CoalescingSender):
         `send` then writes and lets the pipe push back."""
         if self._writer is None or self._held_size + len(frame) > _DRAIN_ABOVE:
             return False
-        if not self._held and not self._reader.delivering:
-            self._reader.loop.call_soon(self._write_held)
+        self._hold(frame)
+        return True
+
+    def _hold(self, frame: bytes) -> None:
+        """Hold `frame` for this turn's write (scheduled once; a read being delivered writes at
+        its end); every HOLD_FLUSH_FRAMES frames, write what is held now."""
+        if not self._flush_scheduled and not self._reader.delivering:
+            self._flush_scheduled = True
+            self._reader.loop.call_soon(self._write_held_next_turn)
         self._held.append(frame)
         self._held_size += len(frame)
-        return True
+        if len(self._held) >= HOLD_FLUSH_FRAMES and not self._flushing:
+            self._write_held()
 
     def try_send(self, frame: bytes) -> bool:
         """Write `frame` at once if `send` would not wait (the pipe is below its high-water mark
@@ -363,9 +375,12 @@ class PipeMessageStream(_CoalescingSender):
             return False
         if not self._held and not self._reader.delivering:
             return writer.write_nowait(frame)
-        self._held.append(frame)
-        self._held_size += len(frame)
+        self._hold(frame)
         return True
+
+    def _write_held_next_turn(self) -> None:
+        self._flush_scheduled = False
+        self._write_held()
 
     def _write_held(self) -> None:
         if not self._held or self._writer is None:

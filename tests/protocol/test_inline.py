@@ -29,7 +29,7 @@ from sdk.protocol import (
     memory_message_pair,
     open_pipe_stream,
 )
-from sdk.protocol._streams import _DRAIN_ABOVE
+from sdk.protocol._streams import _DRAIN_ABOVE, HOLD_FLUSH_FRAMES
 
 pytestmark = pytest.mark.anyio
 
@@ -88,8 +88,9 @@ async def test_an_inline_function_answers_in_the_data_callback_without_a_task() 
     assert set(tasks) == {None}
 
 
-async def test_the_replies_to_one_read_go_out_in_one_write() -> None:
-    """50 requests already in the pipe when the plugin reads: one read, one write of 50 replies."""
+async def test_the_replies_to_one_read_go_out_a_few_frames_per_write() -> None:
+    """50 requests already in the pipe when the plugin reads: one read, and the replies written
+    HOLD_FLUSH_FRAMES at a time (the host starts on the first while the rest are made)."""
     to_plugin_r, to_plugin_w = os.pipe()
     to_host_r, to_host_w = os.pipe()
     stream = await _pipe_stream(to_plugin_r, to_host_w)
@@ -123,8 +124,35 @@ async def test_the_replies_to_one_read_go_out_in_one_write() -> None:
     os.close(to_host_r)
     replies = [msgspec.json.decode(line) for line in received.splitlines()]
     assert {r["id"]: r["result"] for r in replies} == {n: n + 1 for n in range(50)}
-    assert len(writes) == 1
-    assert writes[0] == received
+    assert [w.count(b"\n") for w in writes] == [16, 16, 16, 2]
+    assert HOLD_FLUSH_FRAMES == 16
+    assert b"".join(writes) == received
+
+
+async def test_calls_made_in_one_turn_are_written_a_few_frames_per_write() -> None:
+    """50 calls started in one loop turn: the first is written at once, the others held and
+    written HOLD_FLUSH_FRAMES at a time, the rest at the start of the next turn."""
+    async with pipe_peers() as (host, plugin):
+        plugin.on_request_inline("add", lambda p: p.a + p.b, params_type=Add)
+        writer = host._stream._writer  # type: ignore[attr-defined]
+        writes: list[bytes] = []
+        write = writer.write_nowait
+
+        def counted(data: bytes) -> bool:
+            writes.append(data)
+            return write(data)
+
+        writer.write_nowait = counted
+        sums: dict[int, int] = {}
+
+        async def call(n: int) -> None:
+            sums[n] = await host.request("add", {"a": n, "b": n})
+
+        async with anyio.create_task_group() as group:
+            for n in range(50):
+                group.start_soon(call, n)
+    assert sums == {n: 2 * n for n in range(50)}
+    assert [w.count(b"\n") for w in writes] == [1, 16, 16, 16, 1]
 
 
 async def test_an_inline_error_is_answered_once_and_bad_params_never_reach_it() -> None:
