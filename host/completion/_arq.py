@@ -48,12 +48,16 @@ RECONNECT_MAX_S = 10.0  # longest pause between attempts to reach Redis
 def job_id(job: Job | int) -> str:
     """ARQ's id for a run: `run-<id>` first; then a new one per claim generation and, for a
     takeover, per expired lease, so a re-queue is never refused by an entry (or a kept result)
-    of an earlier generation, e.g. the dead worker's."""
+    of an earlier generation, e.g. the dead worker's. A pending job the reaper finds gets an
+    id of its own (`-r`): a worker that took `run-<id>` from ARQ and died before its claim
+    leaves ARQ's in-progress entry, which holds `run-<id>` back for ARQ's whole job timeout
+    while the store still calls the run pending. If both entries run, the second finds the
+    run claimed (a no-op)."""
     if isinstance(job, int):
         return f"run-{job}"
     if job.state is JobState.RUNNING and job.lease_expires is not None:
         return f"run-{job.run_id}-c{job.claims}-{int(job.lease_expires * 1000)}"
-    return f"run-{job.run_id}-c{job.claims}" if job.claims else f"run-{job.run_id}"
+    return f"run-{job.run_id}-c{job.claims}" if job.claims else f"run-{job.run_id}-r"
 
 
 async def enqueue_run_integrations(

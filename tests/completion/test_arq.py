@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import sqlite3
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -26,6 +27,13 @@ pytestmark = [
     ),
     pytest.mark.xdist_group("scaleout"),
 ]
+
+
+@pytest.fixture(autouse=True)
+def warm(tmp_path: Path, share_specs: Callable[[Path], Path]) -> None:
+    """The workers' data dir reads the session's spec cache (tests/conftest.py): a worker
+    (re)start loads specs from it instead of starting every plugin of the folder for them."""
+    share_specs(tmp_path / "data")
 
 
 @pytest.fixture

@@ -40,12 +40,10 @@ KILLS = 4
 LEASE_S = 4.0
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def warm(tmp_path: Path, share_specs: Callable[[Path], Path]) -> None:
     """The workers' data dir reads the session's spec cache (tests/conftest.py): a worker
-    (re)start loads specs from it instead of starting every plugin of the folder for them.
-    Not for the ARQ workers: started faster, a killed one more often dies between ARQ taking
-    a job and the store's claim of it, and that job then waits out ARQ's own job timeout."""
+    (re)start loads specs from it instead of starting every plugin of the folder for them."""
     share_specs(tmp_path / "data")
 
 
@@ -84,7 +82,6 @@ def _assert_chaos(counts: dict[str, int], window: int, workers: Workers) -> None
     assert counts["duplicate_results"] <= KILLS, (counts, window)
 
 
-@pytest.mark.usefixtures("warm")
 def test_embedded_worker_killed_4_times_loses_nothing(tmp_path: Path) -> None:
     data = tmp_path / "data"
     ids = anyio.run(_create, data, RUNS, None)
