@@ -3,10 +3,9 @@
 Contract: as `_serving` says (cookie, stdio, the package's import, the wire until `shutdown` or
 stdin EOF, the zygote when the host passes its control socket). This module only turns Python's
 cyclic garbage collector off before the SDK's own imports (pydantic, asyncio, msgspec, the
-SDK's models): they allocate hundreds of thousands of objects that live as long as the process,
-and the collections those allocations set off (each walking everything allocated so far) were
-about a sixth of a plugin start's CPU. `_serving.main` turns it back on before any plugin code
-runs.
+SDK's models): they make ~60,000 objects that live as long as the process, and the collections
+their allocations set off cost 25-40 ms of a 245-300 ms start (`bench/startup.py`, docs/
+benchmarks.md). `_serving.main` turns it back on before any plugin code runs.
 """
 
 from __future__ import annotations
