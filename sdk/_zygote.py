@@ -64,7 +64,12 @@ class _Zygote:
     def loop(self) -> int:
         while True:
             by_fd = {fd: pid for pid, fd in self._workers.items()}
-            ready, _, _ = select.select([self._ctl.fileno(), *by_fd], [], [])
+            # poll, not select: the descriptors a host passes keep their numbers, and a host
+            # holding 1000+ files passes some above select's FD_SETSIZE (1024).
+            poller = select.poll()
+            for fd in (self._ctl.fileno(), *by_fd):
+                poller.register(fd, select.POLLIN)
+            ready = {fd for fd, _ in poller.poll()}  # a closed ctl reports POLLHUP: read, EOF
             for fd in ready:
                 if fd in by_fd:
                     self._reap(by_fd[fd])
