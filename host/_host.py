@@ -34,7 +34,7 @@ from ._process import LaunchConfig
 from ._registry import Registry
 from ._runner import Runner
 from ._supervisor import PluginHandle
-from ._venv import Progress, VenvBuilder, VenvInfo, sdk_hash, sdk_source_dir
+from ._venv import Progress, VenvBuilder, VenvInfo, host_venv, sdk_hash, sdk_source_dir
 from .client import PluginClient, learn_secrets
 from .sandbox import SandboxPermissions, SandboxPolicy, launch
 
@@ -277,9 +277,15 @@ class PluginHost:
             ),
         }
         if not self.config.use_venvs:
+            # The host's own interpreter: the plugin sees the SDK package and the host's venv,
+            # each bound on its own, never the folder that holds them (a checkout's root may be
+            # 0700, e.g. made by `mktemp -d`, and it holds the operator's files).
+            sdk_dir = sdk_source_dir()
             return LaunchConfig(
                 python=Path(sys.executable),
-                pythonpath=(sdk_source_dir().parent,),
+                pythonpath=(sdk_dir.parent,),
+                venv_dir=host_venv(),
+                read_only_paths=(sdk_dir,),
                 **common,  # type: ignore[arg-type]
             )
         venv = await self.ensure_venv(manifest)

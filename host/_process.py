@@ -136,7 +136,7 @@ def launch_spec(m: Manifest, c: LaunchConfig) -> LaunchSpec:
         data_dir=c.data_dir,
         plugin_dir=m.directory,
         venv_dir=c.venv_dir,
-        read_only_paths=(*c.pythonpath, *c.read_only_paths),
+        read_only_paths=c.read_only_paths,  # `pythonpath` is searched, not mounted
         env=env,
         limits=SandboxLimits(
             limits.memory_mb,

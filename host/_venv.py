@@ -69,6 +69,14 @@ def sdk_source_dir() -> Path:
     return Path(spec.origin).resolve().parent
 
 
+def host_venv() -> Path | None:
+    """The virtualenv the host runs in, if any: what a plugin on the host's interpreter imports
+    from (`use_venvs = False`)."""
+    if sys.prefix == sys.base_prefix:
+        return None
+    return Path(sys.prefix).resolve()
+
+
 def sdk_hash() -> str:
     """A hash of every file of the SDK package (so an SDK change rebuilds venvs and caches)."""
     digest = hashlib.sha256()
