@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import sys
 import weakref
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
@@ -50,6 +51,12 @@ HOST_LOGGERS = (
 )
 
 
+def dev_mounts_from_env() -> tuple[Path, ...]:
+    """`PLUGBOX_DEV_MOUNTS`: extra read-only folders for plugins on the host's interpreter."""
+    value = os.environ.get("PLUGBOX_DEV_MOUNTS", "")
+    return tuple(Path(part) for part in value.split(os.pathsep) if part)
+
+
 @dataclass(frozen=True)
 class HostConfig:
     plugins_root: Path = Path("plugins")
@@ -59,6 +66,10 @@ class HostConfig:
     # One deadline for opening all of a call's plugin sessions: a slow plugin misses the call.
     session_open_timeout_s: float = 2.0
     use_venvs: bool = True  # False: run plugins on the host interpreter (development only)
+    # With `use_venvs = False` only: folders mounted read-only into every plugin's sandbox besides
+    # the SDK and the host's venv (e.g. helpers plugins under development share). Default: the
+    # `PLUGBOX_DEV_MOUNTS` environment variable, paths separated by `os.pathsep`.
+    dev_mounts: tuple[Path, ...] = field(default_factory=lambda: dev_mounts_from_env())
     extra_env: Mapping[str, str] = field(default_factory=dict)
     # The operator's grants: this object, else the file (default: `<data_dir>/grants.toml`).
     grants: Grants | None = None
@@ -285,7 +296,7 @@ class PluginHost:
                 python=Path(sys.executable),
                 pythonpath=(sdk_dir.parent,),
                 venv_dir=host_venv(),
-                read_only_paths=(sdk_dir,),
+                read_only_paths=(sdk_dir, *(p.resolve() for p in self.config.dev_mounts)),
                 **common,  # type: ignore[arg-type]
             )
         venv = await self.ensure_venv(manifest)

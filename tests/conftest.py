@@ -10,6 +10,7 @@ what a cold start would fetch, and a plugin of the folder that a test never call
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -20,6 +21,11 @@ import pytest
 
 from host import HostConfig, PluginHost
 from host.completion import SQLiteRunStore
+
+# Fixture plugins share helper modules (`tests.fixtures.completion_plugins._common`, ...): every
+# plugin on the host's interpreter gets the suite's folder mounted read-only (the SDK's parent is
+# on its PYTHONPATH). Set for the session so worker subprocesses the tests start inherit it.
+os.environ.setdefault("PLUGBOX_DEV_MOUNTS", str(Path(__file__).resolve().parent))
 
 HostFactory = Callable[..., AbstractAsyncContextManager[tuple[PluginHost, SQLiteRunStore]]]
 ConfigFactory = Callable[..., HostConfig]

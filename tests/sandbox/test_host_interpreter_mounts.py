@@ -9,13 +9,15 @@ the suite run from a `mktemp -d` clone is the end-to-end proof; this one pins th
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from host import PluginHost
+from host import HostConfig, PluginHost
+from host._host import dev_mounts_from_env
 from host._process import launch_spec
 from host._venv import host_venv, sdk_source_dir
 
@@ -30,11 +32,14 @@ REPO = Path(__file__).resolve().parents[2]
 async def test_only_the_sdk_and_the_host_venv_are_mounted_not_the_checkout(
     make_config: ConfigFactory,
 ) -> None:
-    async with PluginHost(make_config(PLUGINS)) as plugins:
+    config = make_config(PLUGINS)
+    async with PluginHost(config) as plugins:
         manifest = plugins.manifests["healthy"]
         spec = launch_spec(manifest, await plugins._launch_config(manifest))
     mounted = set(spec.read_only_paths)  # resolved by the host
-    assert mounted == {sdk_source_dir()}
+    # The suite adds its own folder (`PLUGBOX_DEV_MOUNTS`, tests/conftest.py): fixture helpers.
+    assert config.dev_mounts == (REPO / "tests",)
+    assert mounted == {sdk_source_dir(), *config.dev_mounts}
     assert REPO not in mounted
     assert spec.venv_dir == host_venv()
     if sys.prefix != sys.base_prefix:  # the suite runs in the checkout's .venv
@@ -42,3 +47,10 @@ async def test_only_the_sdk_and_the_host_venv_are_mounted_not_the_checkout(
         assert spec.venv_dir.name == Path(sys.prefix).name
     # The SDK is still found: its parent is searched (PYTHONPATH), not mounted.
     assert str(sdk_source_dir().parent) in spec.env["PYTHONPATH"].split(":")
+
+
+def test_dev_mounts_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLUGBOX_DEV_MOUNTS", f"/a{os.pathsep}{os.pathsep}/b")
+    assert dev_mounts_from_env() == (Path("/a"), Path("/b"))
+    monkeypatch.delenv("PLUGBOX_DEV_MOUNTS")
+    assert HostConfig().dev_mounts == ()

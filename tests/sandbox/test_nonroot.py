@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -63,18 +64,33 @@ def run_as_nobody(work: Path) -> subprocess.CompletedProcess[str]:
     bwrap, setpriv = shutil.which("bwrap"), shutil.which("setpriv")
     assert bwrap is not None
     assert setpriv is not None
-    pyenv = Path(sys.base_prefix).resolve()
     argv = [bwrap, "--dev-bind", "/", "/"]
-    if Path("/root") in pyenv.parents:  # /root is 0700: make only the interpreter reachable
-        argv += ["--tmpfs", "/root"]
-        for parent in reversed(pyenv.parents[: pyenv.parents.index(Path("/root"))]):
-            argv += ["--perms", "0755", "--dir", str(parent)]
-        argv += ["--ro-bind", str(pyenv), str(pyenv)]
+    covered: set[Path] = set()
+    argv += reachable(Path(sys.base_prefix).resolve(), covered=covered)
+    argv += reachable(REPO, ("host", "sdk", ".venv"), covered=covered)
     argv += ["--", setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
     argv += [sys.executable, "-c", DRIVER, str(work)]
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(REPO)}
     env["HOME"] = str(work)
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=180, check=False)
+
+
+def reachable(target: Path, children: tuple[str, ...] = (), *, covered: set[Path]) -> list[str]:
+    """bwrap options that let nobody reach `target` when a folder above it (or it) is closed to
+    others (/root, or a checkout made by `mktemp -d`): a tmpfs over the highest closed folder,
+    0755 folders down to `target`, then `target` (or only its `children`) bound read-only."""
+    chain = [*reversed(target.parents), target][1:]  # without "/"
+    closed = [folder for folder in chain if not folder.stat().st_mode & stat.S_IXOTH]
+    if not closed:
+        return []
+    top = closed[0]
+    args = [] if top in covered else ["--tmpfs", str(top)]  # a second tmpfs would hide the first
+    covered.add(top)
+    for folder in chain[chain.index(top) + 1 :] if children else chain[chain.index(top) + 1 : -1]:
+        args += ["--perms", "0755", "--dir", str(folder)]
+    for source in [target / child for child in children] or [target]:
+        args += ["--ro-bind", str(source), str(source)]
+    return args
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="drops to nobody from root, as CI runs")
