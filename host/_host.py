@@ -69,7 +69,7 @@ class HostConfig:
     # With `use_venvs = False` only: folders mounted read-only into every plugin's sandbox besides
     # the SDK and the host's venv (e.g. helpers plugins under development share). Default: the
     # `PLUGBOX_DEV_MOUNTS` environment variable, paths separated by `os.pathsep`.
-    dev_mounts: tuple[Path, ...] = field(default_factory=lambda: dev_mounts_from_env())
+    dev_mounts: tuple[Path, ...] = field(default_factory=dev_mounts_from_env)
     extra_env: Mapping[str, str] = field(default_factory=dict)
     # The operator's grants: this object, else the file (default: `<data_dir>/grants.toml`).
     grants: Grants | None = None
