@@ -15,6 +15,7 @@ from typing import Any as _Any
 from ._host import HostConfig as HostConfig
 from ._host import PluginHost as PluginHost
 from ._host import UnknownPlugin as UnknownPlugin
+from ._lifecycle import ProcessState as ProcessState
 from ._manifest import DiscoveryError as DiscoveryError
 from ._manifest import Manifest as Manifest
 from ._process import LaunchConfig as LaunchConfig
@@ -22,7 +23,6 @@ from ._registry import PackageInfo as PackageInfo
 from ._registry import PluginLoadError as PluginLoadError
 from ._registry import Registry as Registry
 from ._supervisor import PluginHandle as PluginHandle
-from ._supervisor import ProcessState as ProcessState
 from .sandbox import SandboxPolicy as SandboxPolicy
 
 # Platform-facing names, imported on first access (pipecat bridge, FastAPI app, run store).

@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 from sdk.protocol import PluginError
 
 from .._counters import COUNTERS, DELIVERIES, DENIALS, LIVE_DELIVERED, LIVE_DROPPED
-from .._supervisor import ProcessState
+from .._lifecycle import ProcessState
 from ._state import ApiStateDep
 
 if TYPE_CHECKING:
