@@ -27,10 +27,10 @@ from rich.console import Console
 from rich.table import Table
 
 from host import HostConfig, PluginHost
-from host._cli_grants import approve_requested
 from host._grants import Grants
 from host._manifest import discover
 from host.api import create_app
+from host.cli._permissions import approve_requested
 from host.completion import EmbeddedWorker, SQLiteRunStore
 from host.runtime import LIVE_KEY, IntegrationRuntimeContext, finish_call, open_call
 

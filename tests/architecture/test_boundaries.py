@@ -18,6 +18,7 @@ FACES = (
     "sdk.testing",
     "host",
     "host.api",
+    "host.cli",
     "host.client",
     "host.completion",
     "host.runtime",

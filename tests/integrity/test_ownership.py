@@ -124,8 +124,8 @@ async def test_the_operators_pin_gives_the_type_to_its_owner_only(
 
 
 def test_a_pin_is_recorded_in_the_grants_file(tmp_path: Path) -> None:
-    from host._cli_grants import edit_grant
     from host._grants import load_grants, save_grants
+    from host.cli._permissions import edit_grant
 
     grant = edit_grant(PluginGrant(reference_routes=True), node_types=["webhook"])
     save_grants(Grants(plugins={"webhook": grant}), tmp_path / "grants.toml")

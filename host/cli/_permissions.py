@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from rich.markup import escape
 from rich.table import Table
 
-from ._grants import (
+from .._grants import (
     CAPPED_LIMITS,
     Decision,
     Grants,
@@ -23,8 +23,8 @@ from ._grants import (
     review,
     writable_path_problem,
 )
-from ._manifest import Manifest, SandboxPolicyName
-from .sandbox import SandboxPolicy
+from .._manifest import Manifest, SandboxPolicyName
+from ..sandbox import SandboxPolicy
 
 _COLOUR = {"granted": "green", "declined": "yellow", "excess": "red"}
 

@@ -20,8 +20,8 @@ from typing import Annotated, TextIO
 
 import typer
 
-from ._logs import log_path, read_rotated, render
-from ._settings import ENV, Settings
+from .._logs import log_path, read_rotated, render
+from .._settings import ENV, Settings
 
 FOLLOW_POLL_S = 0.2  # how often `logs -f` looks for new lines
 
@@ -49,8 +49,8 @@ def plugin_tests(
     ] = None,
 ) -> None:
     """Run the plugin's own tests with pytest inside a venv holding its requirements."""
-    from ._manifest import discover
-    from ._plugin_tests import run_plugin_tests
+    from .._manifest import discover
+    from .._plugin_tests import run_plugin_tests
 
     target = path.resolve()
     found = discover(target.parent)
@@ -86,7 +86,7 @@ def dev(
 
     import anyio
 
-    from ._dev import dev_once, fingerprint, print_step, wait_for_change
+    from .._dev import dev_once, fingerprint, print_step, wait_for_change
 
     target = path.resolve()
     data = data_dir_outside(data_dir, target)

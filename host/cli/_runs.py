@@ -20,9 +20,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ._settings import ENV
-from .completion._runs import list_runs, retry_run, show_run
-from .store import RunStore, StoreError, open_store
+from .._settings import ENV
+from ..completion._runs import list_runs, retry_run, show_run
+from ..store import RunStore, StoreError, open_store
 
 runs_app = typer.Typer(help="Completion jobs: list, show, retry.", no_args_is_help=True)
 console = Console()
