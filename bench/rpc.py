@@ -6,8 +6,9 @@ alike: (a) the floor, a raw blocking echo of the same bytes between two Python p
 drain, readline, msgspec decode; the far side a blocking msgspec echo); (c) plugbox's
 `RpcSession` to a child serving `echo` as an inline function (answered in the loop's data
 callback), with the plugin on uvloop or asyncio and the host on either loop, and once as a
-coroutine (a task per request, as the SDK's handlers run); each sequentially and with 64
-requests in flight. Writes bench/results/rpc.json.
+coroutine (a task per request, as the SDK's handlers run); (d) the same session against (b)'s
+blocking far side, the bound no plugin can beat; each sequentially and with 64 requests in
+flight. Writes bench/results/rpc.json.
 """
 
 from __future__ import annotations
@@ -51,11 +52,15 @@ FRAME = encode_message(Request(id=1, method="echo", params=PARAMS))
 IN_FLIGHT = 64
 WARM_UP = 200
 # (host on uvloop, plugin loop, plugin's handler) for each plugbox configuration measured.
+# "blocking_child": the host's session against the anchor's own blocking msgspec echo, the
+# cheapest far side there is; no plugin, on any loop, answers sooner, so its round trip over
+# the anchor's is the lowest `rpc_to_asyncio_echo_ratio` this host session allows in the run.
 CONFIGS = {
     "plugin_asyncio": (False, "asyncio", "inline"),
     "": (False, "uvloop", "inline"),
     "uvloop": (True, "uvloop", "inline"),
     "async_handler": (False, "uvloop", "async"),
+    "blocking_child": (False, "blocking", "inline"),
 }
 
 
@@ -128,7 +133,7 @@ async def plugbox_rpc(
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         CHILD,
-        "rpc",
+        "msgspec" if plugin_loop == "blocking" else "rpc",
         env={"PYTHONPATH": ROOT, "PLUGBOX_LOOP": plugin_loop, "BENCH_HANDLER": handler},
         stdin=PIPE,
         stdout=write_fd,
@@ -201,6 +206,7 @@ def main() -> None:
         "rpc_rtt_p99_us": metric(percentile(figures[""][0], 0.99), "us"),
         "rpc_uvloop_rtt_median_us": metric(rpc["uvloop"], "us"),
         "rpc_async_handler_rtt_median_us": metric(rpc["async_handler"], "us"),
+        "rpc_blocking_child_rtt_median_us": metric(rpc["blocking_child"], "us"),
         "pipelined_plugin_asyncio_calls_per_s": metric(
             rate["plugin_asyncio"], "calls/s", better="higher"
         ),
@@ -209,9 +215,15 @@ def main() -> None:
         "pipelined_async_handler_calls_per_s": metric(
             rate["async_handler"], "calls/s", better="higher"
         ),
+        "pipelined_blocking_child_calls_per_s": metric(
+            rate["blocking_child"], "calls/s", better="higher"
+        ),
         "rpc_to_asyncio_echo_ratio": metric(rpc[""] / echo, "x", 0.8, "lower"),
         # No round trip beats the raw echo: the lowest rpc_to_asyncio_echo_ratio this run allows.
         "floor_to_asyncio_echo_ratio": metric(floor / echo, "x"),
+        # The host session against the anchor's blocking far side: the lowest ratio any plugin
+        # (whatever its loop) could give with this host session, in this run.
+        "blocking_child_to_asyncio_echo_ratio": metric(rpc["blocking_child"] / echo, "x"),
         "rpc_to_floor_ratio": metric(rpc["uvloop"] / floor, "x", 3.0, "lower"),
         "pipelined_to_asyncio_echo_ratio": metric(rate[""] / echo_rate, "x", 2.5, "higher"),
     }
@@ -219,7 +231,8 @@ def main() -> None:
         "JSON-RPC over pipes vs a raw pipe echo and a minimal asyncio echo\n"
         "(rpc_*: host on asyncio, plugin on uvloop; *_uvloop_*: both on uvloop; "
         "*_plugin_asyncio_*: both on asyncio; *_async_handler_*: as rpc_* with a coroutine "
-        "handler, a task per request)",
+        "handler, a task per request; *_blocking_child_*: the host session against the "
+        "anchor's blocking echo)",
         metrics,
     )
     print(f"written: {write_results('rpc', metrics)}")
