@@ -7,8 +7,10 @@ Contract: the run store is the source of truth; Redis only carries run ids.
 the store under this instance's lease (a run done elsewhere, or running under a live lease, is a
 no-op), makes the plugins it needs ready under `start_budget_s`, then runs under `job_timeout_s`
 with the lease renewed. A reaper re-queues what the store says is claimable: pending jobs older
-than `reap_after_s` (Redis lost them) and jobs on expired leases (their worker died), so a
-killed worker's jobs run again within `lease_s` plus a reap interval. Redis errors never end the
+than `reap_after_s` (Redis lost them, or a worker took one and died before its claim) and jobs
+on expired leases (their worker died), so a killed worker's jobs run again within `lease_s`
+plus a reap interval; each re-queue gets an id ARQ accepts (`_reaper`), never one a dead
+worker's entry holds for ARQ's job timeout. Redis errors never end the
 worker: it reconnects with backoff. SIGTERM stops taking jobs, lets the running ones finish
 within `grace_s`, releases the rest to pending, and returns (exit status 0). The only module
 that imports arq.
@@ -26,14 +28,16 @@ from typing import Any
 import anyio
 from arq import Retry, create_pool
 from arq.connections import ArqRedis, RedisSettings
+from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
 from arq.worker import Worker
 
 from sdk.protocol import PluginError, iter_nodes
 
 from .._host import HostConfig, PluginHost
-from ..store import Job, JobState, RunStore, SQLiteRunStore, WorkflowRun, open_store
+from ..store import RunStore, SQLiteRunStore, WorkflowRun, open_store
 from ._arq_codec import decode_job, encode_job
 from ._jobs import LEASE_S, MAX_DEATHS, JobRunner, instance_id, may_defer
+from ._reaper import Entry, EntryKind, job_id, requeue
 
 logger = logging.getLogger("plugbox.arq")
 JOB_NAME = "run_integrations_job"
@@ -43,21 +47,7 @@ START_BUDGET_S = 30.0  # specs and plugin starts, before a job's deadline starts
 RETRY_DEFER_S = 1.0  # a job past its deadline runs again after this
 GRACE_S = 60.0  # SIGTERM: how long running jobs may take to finish
 RECONNECT_MAX_S = 10.0  # longest pause between attempts to reach Redis
-
-
-def job_id(job: Job | int) -> str:
-    """ARQ's id for a run: `run-<id>` first; then a new one per claim generation and, for a
-    takeover, per expired lease, so a re-queue is never refused by an entry (or a kept result)
-    of an earlier generation, e.g. the dead worker's. A pending job the reaper finds gets an
-    id of its own (`-r`): a worker that took `run-<id>` from ARQ and died before its claim
-    leaves ARQ's in-progress entry, which holds `run-<id>` back for ARQ's whole job timeout
-    while the store still calls the run pending. If both entries run, the second finds the
-    run claimed (a no-op)."""
-    if isinstance(job, int):
-        return f"run-{job}"
-    if job.state is JobState.RUNNING and job.lease_expires is not None:
-        return f"run-{job.run_id}-c{job.claims}-{int(job.lease_expires * 1000)}"
-    return f"run-{job.run_id}-c{job.claims}" if job.claims else f"run-{job.run_id}-r"
+IN_PROGRESS_EXTRA_S = 10  # ARQ holds a taken job's id for its job timeout plus this
 
 
 async def enqueue_run_integrations(
@@ -190,6 +180,11 @@ async def _run_arq(config: WorkerConfig, ctx: dict[str, Any], stop: asyncio.Even
         pause = min(RECONNECT_MAX_S, pause * 2)
 
 
+def _arq_timeout(config: WorkerConfig) -> float:
+    """ARQ's timeout for one job: the start budget, the run's deadline, and a margin."""
+    return config.start_budget_s + config.job_timeout_s + 5
+
+
 def _worker(config: WorkerConfig, ctx: dict[str, Any]) -> Worker:
     function = run_integrations_job
     return Worker(
@@ -197,7 +192,7 @@ def _worker(config: WorkerConfig, ctx: dict[str, Any]) -> Worker:
         redis_settings=RedisSettings.from_dsn(config.redis_url),
         ctx=dict(ctx),
         max_tries=MAX_TRIES,
-        job_timeout=config.start_budget_s + config.job_timeout_s + 5,
+        job_timeout=_arq_timeout(config),
         handle_signals=False,
         max_jobs=config.max_jobs,
         poll_delay=0.2,
@@ -232,10 +227,36 @@ async def _close_quietly(worker: Worker) -> None:
             logger.debug("closing the Redis pool: %s", exc)
 
 
+class RedisQueue:
+    """The reaper's `Queue` on ARQ's keys: a job's entry, its in-progress mark, its result."""
+
+    def __init__(self, pool: ArqRedis, *, in_progress_s: float) -> None:
+        self._pool = pool
+        self._in_progress_s = in_progress_s  # how long ARQ holds a taken id (every worker's)
+
+    async def entry(self, entry_id: str) -> Entry:
+        async with self._pool.pipeline(transaction=False) as pipe:
+            pipe.exists(job_key_prefix + entry_id)
+            pipe.pttl(in_progress_key_prefix + entry_id)
+            pipe.exists(result_key_prefix + entry_id)
+            queued, left_ms, finished = await pipe.execute()
+        if left_ms != -2:  # -2: no in-progress mark; -1: one without expiry (never ARQ's own)
+            left_s = left_ms / 1000 if left_ms >= 0 else 0.0
+            return Entry(EntryKind.TAKEN, taken_s=max(0.0, self._in_progress_s - left_s))
+        if queued:
+            return Entry(EntryKind.QUEUED)
+        return Entry(EntryKind.FINISHED if finished else EntryKind.FREE)
+
+    async def enqueue(self, run_id: int, entry_id: str) -> bool:
+        return await self._pool.enqueue_job(JOB_NAME, run_id, _job_id=entry_id) is not None
+
+
 async def _reap(config: WorkerConfig, store: RunStore, stop: asyncio.Event) -> None:
-    """Queue on Redis what the store says is claimable (lost by Redis, or orphaned)."""
+    """Queue on Redis what the store says is claimable (lost by Redis, or orphaned), under an
+    id ARQ takes (`_reaper.requeue`)."""
     interval = max(0.2, config.lease_s / 3)
     older = config.reap_after_s if config.reap_after_s is not None else config.lease_s
+    grace = max(older, interval)  # a worker that took an entry this long ago and has not claimed
     while not stop.is_set():
         await anyio.sleep(interval)
         pool: ArqRedis | None = None
@@ -244,7 +265,8 @@ async def _reap(config: WorkerConfig, store: RunStore, stop: asyncio.Event) -> N
             if not jobs:
                 continue
             pool = await _pool(config.redis_url)
-            queued = [await pool.enqueue_job(JOB_NAME, j.run_id, _job_id=job_id(j)) for j in jobs]
+            queue = RedisQueue(pool, in_progress_s=_arq_timeout(config) + IN_PROGRESS_EXTRA_S)
+            queued = [await requeue(queue, job, grace_s=grace) for job in jobs]
             if any(queued):
                 logger.info("re-queued %d runs from the run store", sum(map(bool, queued)))
         except (TimeoutError, OSError, ConnectionError) as exc:

@@ -80,6 +80,14 @@ ARQ_WORKER = textwrap.dedent(
 
     redis, plugins, grants, data, lease = sys.argv[1:6]
     logging.basicConfig(level=logging.WARNING)  # failures reach the test's log files
+    if sys.argv[6:] == ["stall"]:  # takes jobs from ARQ, never claims one: the test kills it
+        import host.completion._arq as arq_module
+
+        class StallingStore(arq_module.SQLiteRunStore):
+            async def claim(self, *args, **kwargs):
+                await anyio.sleep_forever()
+
+        arq_module.SQLiteRunStore = StallingStore
     host = HostConfig(plugins_root=Path(plugins), data_dir=Path(data), use_venvs=False,
                       idle_timeout_s=None, grants_file=Path(grants))
     config = WorkerConfig(redis_url=redis, host_config=host, store_path=Path(data) / "runs.db",
@@ -137,11 +145,12 @@ class Workers:
         args = [str(PLUGINS), str(GRANTS), str(tmp / "data"), str(lease_s)]
         return cls(tmp, [sys.executable, "-c", EMBEDDED_WORKER, *args])
 
-    def start(self) -> subprocess.Popen[bytes]:
+    def start(self, *extra: str) -> subprocess.Popen[bytes]:
+        """One more worker; `start("stall")` (ARQ) takes jobs but never claims one."""
         log = self.tmp / f"worker-{len(self.logs)}.log"
         with log.open("wb") as stderr:  # the child keeps its own copy of the descriptor
             process = subprocess.Popen(
-                self.argv,
+                [*self.argv, *extra],
                 cwd=REPO,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,

@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import signal
 import sqlite3
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 import pytest
+from redis.asyncio import Redis
 
 from host.completion import SQLiteRunStore
 from host.completion._arq import enqueue_run_integrations
 
 from ._scaleout import REDIS, RedisServer, Workers, deliveries, ledger_definition, until_done
+
+TAKEN_BOUND_S = 120  # a stalling worker starts and takes an entry of the run
+REDELIVERY_BOUND_S = 60  # ARQ would hold a dead worker's entry for 95 s (its job timeout + 10)
 
 JOBS = 200
 LEASE_S = 2.0  # a dead worker's jobs move after this (the production default is 30 s)
@@ -124,6 +129,53 @@ def test_a_redis_restart_loses_the_queue_and_the_store_re_enqueues_it(
         (run, f"{name}-node") for run in ids for name in ("ledger_qa", "ledger_int", "ledger_hook")
     }
     assert set(delivered.values()) == {1}
+
+
+def test_a_run_two_workers_took_and_died_on_before_claiming_runs_on_the_next_at_once(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    """Two workers in a row take the run from ARQ and die before the store's claim: each leaves
+    an entry ARQ holds for its whole job timeout. The next worker still runs it at once (under a
+    third id ARQ accepts), and only once."""
+    data = tmp_path / "data"
+    definition = {"nodes": [{"id": "q", "type": "qa_probe", "data": {"name": "q"}}]}
+    [run_id] = anyio.run(_prepare, data, redis.url, definition, 1)
+    workers = Workers.arq(tmp_path, redis.url, LEASE_S)
+    held: set[str] = set()
+    try:
+        for _ in range(2):
+            dying = workers.start("stall")
+            held |= anyio.run(_until_taken, redis.url, run_id, held, workers)
+            workers.kill(dying)  # between ARQ's hand-over and the claim
+        workers.start()
+        started = time.monotonic()
+        anyio.run(until_done, data / "runs.db", 1, workers, REDELIVERY_BOUND_S)
+        elapsed = time.monotonic() - started
+        still_held = anyio.run(_taken, redis.url, run_id)
+    finally:
+        workers.stop_all()
+    assert held <= still_held, "the dead workers' entries were waited out, not passed over"
+    assert recorded(data / "runs.db") == {run_id: 1}
+    log = data / "plugins" / "qa_probe" / "data" / "executions.log"
+    assert log.read_text().split() == [str(run_id)]  # no kill while it ran: no duplicate
+    print(f"re-delivered after two pre-claim deaths in {elapsed:.1f} s")
+
+
+async def _taken(redis_url: str, run_id: int) -> set[str]:
+    """ARQ's entries of the run that a worker has taken (its in-progress marks)."""
+    async with Redis.from_url(redis_url) as client:
+        keys = await client.keys(f"arq:in-progress:run-{run_id}*")
+    names = {key.decode().removeprefix("arq:in-progress:") for key in keys}
+    return {n for n in names if n == f"run-{run_id}" or n.startswith(f"run-{run_id}-")}
+
+
+async def _until_taken(redis_url: str, run_id: int, before: set[str], workers: Workers) -> set[str]:
+    """Wait (bounded) until a worker takes an entry of the run that none took before."""
+    with anyio.move_on_after(TAKEN_BOUND_S):
+        while not (taken := await _taken(redis_url, run_id)) - before:  # noqa: ASYNC110 - Redis
+            await anyio.sleep(0.05)  # another process takes it
+        return taken
+    pytest.fail(f"no worker took run {run_id} again (held: {sorted(before)})\n{workers.tails()}")
 
 
 async def _until_running(db_path: Path, run_id: int, workers: Workers) -> None:

@@ -24,8 +24,9 @@ from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from host.completion import SQLiteRunStore
-from host.completion._arq import enqueue_run_integrations, job_id
+from host.completion._arq import enqueue_run_integrations
 from host.completion._arq_codec import decode_job
+from host.completion._reaper import job_id
 
 REDIS = shutil.which("redis-server")
 REPO = Path(__file__).resolve().parents[2]
