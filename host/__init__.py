@@ -1,4 +1,4 @@
-"""plugbox host: discovers plugins, runs each in its own sandboxed process, and serves the contract.
+"""Host layer, the public face: discovers plugins, runs each sandboxed, and serves the contract.
 
 `PluginHost` is the entry point; `host.api.create_app` builds the HTTP API over it; `host.runtime`
 bridges a pipecat call to the plugins; `host.completion` runs post-call work.

@@ -1,4 +1,4 @@
-"""Testing face of the host: an in-memory runner for supervisor logic tests.
+"""Testing layer, the host's face for tests: an in-memory runner for supervisor logic tests.
 
 `async with FakeRunner({"name": FakePlugin(...)}) as runner:` and `PluginHost(config,
 runner=runner)` run crash, restart, breaker, deadline and shutdown-ladder logic without a
