@@ -14,7 +14,6 @@ Mistakes that make a spec impossible raise `AuthoringError` at import.
 
 from __future__ import annotations
 
-import difflib
 import enum
 import inspect
 import types
@@ -126,6 +125,8 @@ def _check_field(
     """What pydantic lets through: an unknown spec_field keyword, a default of the wrong type."""
     unknown = meta.get("unknown_arguments")
     if unknown:
+        import difflib  # only for this mistake: not on every start
+
         known = sorted(_SPEC_FIELD_KEYWORDS)
         hints = [
             f"{word} -> {close[0]}"

@@ -16,8 +16,6 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-import anyio.from_thread
-
 from ._views import GraphNode
 
 logger = logging.getLogger("plugbox.sdk.contexts")
@@ -42,6 +40,8 @@ class SyncMessages:
         self.latest: Messages = []
 
     def __call__(self) -> Messages:
+        import anyio.from_thread  # here, not at the top: most plugins never call it (a start's CPU)
+
         try:
             return list(anyio.from_thread.run(self._fetch))
         except RuntimeError:  # not in a worker thread: serve the last fetched messages

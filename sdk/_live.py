@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import logging
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _calls
 from ._calls import call_author
 from ._contexts import IntegrationRuntimeContext, SyncMessages
 from ._package import IntegrationPackageSpec
 from ._runtime import IntegrationRuntimeSession
-from ._shadow import ShadowTask
 from ._views import DefinitionView, graph_view, run_view, user_config_view
 from .protocol import (
     SHADOW_EVENT_KINDS,
@@ -35,6 +34,9 @@ from .protocol import (
     RuntimeOpenResult,
     SecretScrubber,
 )
+
+if TYPE_CHECKING:
+    from ._shadow import ShadowTask
 
 logger = logging.getLogger("plugbox.sdk.server")
 CONTEXT_MESSAGES_TIMEOUT_S = 10.0
@@ -145,7 +147,10 @@ def _graph_nodes(graph: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 async def _attach_all(sessions: list[Any]) -> ShadowTask | None:
     """Every session's `attach(task)` with the run's one shadow task; None if nothing attached
-    (then pipecat is never imported for it)."""
+    (then pipecat is never imported for it). The shadow task's module is imported on the first
+    live call, not at start: a start that serves no live call never needs it."""
+    from ._shadow import ShadowTask
+
     shadow = ShadowTask()
     for session in sessions:
         try:
