@@ -42,18 +42,48 @@ CORES = len(os.sched_getaffinity(0))
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def python_floor_ms(python: str, repeats: int) -> tuple[float, float]:
-    """Wall and CPU milliseconds of `python -c pass` with the plugins' interpreter (medians)."""
-    samples, cpu = [], []
+def process_floor_ms(
+    python: str, code: str = "pass", env: dict[str, str] | None = None
+) -> tuple[float, float]:
+    """Wall and CPU milliseconds of one `python -c <code>` with the plugins' interpreter."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run([python, "-c", code], check=True, env=env)
+    wall = (time.perf_counter() - started) * 1000
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return wall, used * 1000
+
+
+# The least a process of each kind costs, with the same interpreter, unsandboxed (a sandbox only
+# adds): what no plugin start serving on asyncio with a spec from pydantic models can go below.
+_PYDANTIC_MODEL = """
+from sdk import serve
+serve.skip_pydantic_plugin_scan()  # as a start does: the cheapest pydantic import there is
+import pydantic
+class Model(pydantic.BaseModel):
+    name: str = "x"
+Model().model_dump(mode="json")
+"""
+FLOORS = {
+    "python": "pass",  # the issue's anchor
+    "asyncio": "import asyncio\nasyncio.run(asyncio.sleep(0))",  # any asyncio server
+    "pydantic_model": _PYDANTIC_MODEL,  # pydantic and one model, built and dumped
+    "serving": "import asyncio\n" + _PYDANTIC_MODEL + "asyncio.run(asyncio.sleep(0))",  # both
+}
+
+
+def floors_ms(python: str, repeats: int) -> dict[str, tuple[float, float]]:
+    """Median wall and CPU ms of each of `FLOORS`, interleaved so load hits them alike."""
+    env = {**os.environ, "PYDANTIC_DISABLE_PLUGINS": "__all__"}  # as the host sets it
+    found: dict[str, list[tuple[float, float]]] = {name: [] for name in FLOORS}
     for _ in range(repeats):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        started = time.perf_counter()
-        subprocess.run([python, "-c", "pass"], check=True)
-        samples.append((time.perf_counter() - started) * 1000)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        used = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-        cpu.append(used * 1000)
-    return median(samples), median(cpu)
+        for name, code in FLOORS.items():
+            found[name].append(process_floor_ms(python, code, env))
+    return {
+        name: (median([w for w, _ in runs]), median([c for _, c in runs]))
+        for name, runs in found.items()
+    }
 
 
 def tree_cpu_s(pid: int) -> float:
@@ -130,6 +160,8 @@ BREAKDOWN = """
 import gc, os, time
 gc.disable()
 marks = [time.process_time()]  # the interpreter's start-up (and setpriv's, before its exec)
+from sdk import serve
+serve.skip_pydantic_plugin_scan()
 import sdk.protocol, sdk._loop
 sdk._loop.preload_loop()
 marks.append(time.process_time())  # the serving core: asyncio, uvloop, anyio, msgspec, protocol
@@ -260,7 +292,7 @@ async def measure(quick: bool) -> dict[str, dict[str, object]]:
             await plugins.install()  # venvs are built once; cold start is spawn + handshake + spec
         async with PluginHost(HostConfig(plugins_root=one, data_dir=data)) as plugins:
             venv = await plugins.venvs.ensure(plugins.manifests["solo0"])
-        floor, floor_cpu = python_floor_ms(str(venv.python), repeats * 3)
+        floors = floors_ms(str(venv.python), repeats * 3)
         cold_1, cpu_1, host_1 = await cold_start_ms(one, data, repeats)
         cold_1_plain, cpu_1_plain, _ = await cold_start_ms(one, data, repeats, zygote=False)
         cold_8, cpu_8, host_8 = await cold_start_ms(eight, data, repeats)
@@ -269,6 +301,8 @@ async def measure(quick: bool) -> dict[str, dict[str, object]]:
         restart_ms = await restart_to_ready_ms(one, data, zygote=True)
         restart_cold_ms = await restart_to_ready_ms(one, data, zygote=False)
         run_ms, fresh_run_ms = await fork_per_run_overhead_ms(one, data, 20 if quick else 60)
+    floor, floor_cpu = floors["python"]
+    least = {name: cpu for name, (_, cpu) in floors.items()}
     # A start is CPU work, the plugin's and the host's: 8 of them need 8 x that CPU time spread
     # over the cores, so no scheduling can bring the 8-to-1 ratio below this bound.
     bound = max(1.0, 8 * (cpu_1 + host_1) / CORES / cold_1)
@@ -296,6 +330,18 @@ async def measure(quick: bool) -> dict[str, dict[str, object]]:
         # starts is mostly CPU); and like for like, over the floor's own CPU time.
         "start_cpu_to_python_floor_ratio": metric(cpu_1 / floor, "x", 4.0, "lower"),
         "start_cpu_to_python_floor_cpu_ratio": metric(cpu_1 / floor_cpu, "x"),
+        # The bound on the ratio above: the CPU of the least process of each kind (FLOORS) over
+        # the same anchor. No start that serves on asyncio and builds its spec from a pydantic
+        # model can have a lower `start_cpu_to_python_floor_ratio` than the `serving` one.
+        "asyncio_floor_cpu_ms": metric(least["asyncio"], "ms"),
+        "pydantic_model_floor_cpu_ms": metric(least["pydantic_model"], "ms"),
+        "serving_floor_cpu_ms": metric(least["serving"], "ms"),
+        "asyncio_floor_to_python_floor_ratio": metric(least["asyncio"] / floor, "x"),
+        "pydantic_model_floor_to_python_floor_ratio": metric(least["pydantic_model"] / floor, "x"),
+        "serving_floor_to_python_floor_ratio": metric(least["serving"] / floor, "x"),
+        # How far a start is above that least process (sandbox, anyio, msgspec, the SDK's own
+        # models, the zygote's fork, the handshake): 1.0 would be nothing but the floor.
+        "start_cpu_to_serving_floor_ratio": metric(cpu_1 / least["serving"], "x"),
         "cold_8_to_1_cpu_bound_ratio": metric(bound, "x"),
         "cold_8_to_1_to_cpu_bound_ratio": metric(cold_8 / cold_1 / bound, "x", 1.2, "lower"),
         "warm_node_types_ms": metric(listing_ms, "ms", 1.0, "lower"),
