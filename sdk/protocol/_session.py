@@ -19,6 +19,7 @@ import anyio
 import anyio.abc
 import msgspec
 
+from ._deadlines import Deadlines
 from ._errors import (
     ConnectionClosed,
     FrameTooLarge,
@@ -59,6 +60,7 @@ class RpcSession(Inbound):
         self._closed: PluginError | None = None
         self._closed_event = anyio.Event()
         self._task_group: anyio.abc.TaskGroup | None = None
+        self._deadlines = Deadlines()
 
     @property
     def closed(self) -> bool:
@@ -135,6 +137,7 @@ class RpcSession(Inbound):
             self._closed = error
             self._closed_event.set()
         pending, self._pending = self._pending, {}
+        self._deadlines.close()
         for waiter in pending.values():
             waiter.error = ConnectionClosed(error.message, plugin=self.name)
             waiter.set()
@@ -193,12 +196,12 @@ class RpcSession(Inbound):
         if timeout is None:
             await waiter.wait()
             return
-        # A timer on the loop, not a cancel scope: a scope costs more than the rest of the call.
-        timer = self._running_loop().call_later(timeout, waiter.expire)
-        try:
-            await waiter.wait()
-        finally:
-            timer.cancel()
+        # A deadline on the session's one timer, not a cancel scope (a scope costs more than the
+        # rest of the call) nor a loop timer per request (`_deadlines`).
+        self._deadlines.add(
+            self._running_loop(), timeout, request_id, waiter, waiting=len(self._pending)
+        )
+        await waiter.wait()
         if waiter.expired:
             self._pending.pop(request_id, None)
             await self._send_cancel(request_id)
