@@ -14,7 +14,8 @@ import inspect
 import json
 import traceback
 from collections.abc import Callable
-from typing import Any
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
+from typing import Any, cast
 
 from pydantic import ValidationError
 
@@ -39,11 +40,37 @@ async def call_author(function: Callable[..., Any], *args: Any) -> Any:
 
 def strict_json(value: dict[str, Any], what: str) -> dict[str, Any]:
     """Refuse NaN, infinities and non-JSON values instead of letting the encoder bend them."""
+    global _strict_iterencode
     try:
-        _strict_encoder.encode(value)
+        _strict_iterencode(value, 0)
     except (TypeError, ValueError) as exc:
+        _strict_iterencode = _strict_check()  # a refusal may leave circular-reference marks
         raise InvalidResult(f"the {what} is not strict JSON: {exc}") from None
     return value
+
+
+def _strict_check() -> Callable[[Any, int], Any]:
+    """`_strict_encoder`'s C encoder, made once rather than per call as `encode` does (half of a
+    small result's check). The stdlib's own encoder when the C accelerator is missing."""
+    if c_make_encoder is None:  # pragma: no cover - CPython always has it
+        return lambda value, _level: _strict_encoder.encode(value)
+    return cast(
+        Callable[[Any, int], Any],
+        c_make_encoder(
+            {},  # circular-reference marks: emptied again by every check that passes
+            _strict_encoder.default,
+            encode_basestring_ascii,
+            None,  # no indent
+            _strict_encoder.key_separator,
+            _strict_encoder.item_separator,
+            False,  # sort_keys
+            False,  # skipkeys: a key JSON cannot carry is refused
+            False,  # allow_nan
+        ),
+    )
+
+
+_strict_iterencode = _strict_check()
 
 
 class InvalidResult(InternalError):

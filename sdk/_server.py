@@ -26,7 +26,7 @@ from ._asgi import RoutesApp
 from ._build import authoring_notes
 from ._calls import DETERMINISTIC_ERRORS, call_author, deterministic_error, validation_issues
 from ._calls import traceback_text as _traceback_text
-from ._contexts import IntegrationCompletionContext
+from ._contexts import completion_context
 from ._live import LiveCalls
 from ._package import IntegrationPackageSpec
 from ._version import SDK_VERSION
@@ -230,15 +230,16 @@ class PluginServer:
             raise MethodNotFound(f"package {package.name!r} has no completion handler")
         self.redactor.add_from_nodes(params.nodes, self._sensitive)
         wire = params.context
-        context = IntegrationCompletionContext(
-            wire.workflow_run_id,
-            run_view(wire.workflow_run),
-            wire.workflow_definition,
-            wire.definition_id,
-            wire.organization_id,
-            wire.public_token,
+        context = completion_context(
+            workflow_run_id=wire.workflow_run_id,
+            workflow_run=run_view(wire.workflow_run),
+            workflow_definition=wire.workflow_definition,
+            definition_id=wire.definition_id,
+            organization_id=wire.organization_id,
+            public_token=wire.public_token,
             idempotency_keys=dict(wire.idempotency_keys),
             attempt=wire.attempt,
+            artifacts=[],
         )
         try:
             result = await call_author(package.run_completion, params.nodes, context)
