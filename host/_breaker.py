@@ -76,10 +76,11 @@ class CrashBreaker:
         self.consecutive = 0
         now = self.clock()
         second = float(int(now))
-        if self._good and self._good[-1][0] == second:
-            self._good[-1][1] += 1
-        else:
-            self._good.append([second, 1.0])
+        good = self._good
+        if good and good[-1][0] == second:
+            good[-1][1] += 1
+            return  # a call per second forgets (bounded memory); `record_crash` forgets first
+        good.append([second, 1.0])
         self._forget(now)
 
     def delay(self) -> float:
