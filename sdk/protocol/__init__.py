@@ -41,8 +41,6 @@ from ._framing import RequestId as RequestId
 from ._framing import SuccessResponse as SuccessResponse
 from ._framing import decode_frame as decode_frame
 from ._framing import encode_message as encode_message
-from ._inbound import Handler as Handler
-from ._inbound import typed_decoder as typed_decoder
 from ._methods import DEFAULT_MAX_FRAME_SIZE as DEFAULT_MAX_FRAME_SIZE
 from ._methods import PLUGIN_COOKIE_ENV as PLUGIN_COOKIE_ENV
 from ._methods import PLUGIN_COOKIE_VALUE as PLUGIN_COOKIE_VALUE
@@ -81,6 +79,10 @@ from ._methods import ValidateOutcome as ValidateOutcome
 from ._methods import ValidateParams as ValidateParams
 from ._methods import ValidateResult as ValidateResult
 from ._methods import ValidationIssue as ValidationIssue
+from ._pipe import PipeMessageStream as PipeMessageStream
+from ._pipe import open_pipe_stream as open_pipe_stream
+from ._routes import Handler as Handler
+from ._routes import typed_decoder as typed_decoder
 from ._secrets import CREDENTIAL_KEY as CREDENTIAL_KEY
 from ._secrets import MASK_CHAR as MASK_CHAR
 from ._secrets import MAX_DEPTH as MAX_DEPTH
@@ -100,9 +102,7 @@ from ._streams import AsyncioReceiveStream as AsyncioReceiveStream
 from ._streams import AsyncioSendStream as AsyncioSendStream
 from ._streams import ByteMessageStream as ByteMessageStream
 from ._streams import MessageStream as MessageStream
-from ._streams import PipeMessageStream as PipeMessageStream
 from ._streams import memory_message_pair as memory_message_pair
-from ._streams import open_pipe_stream as open_pipe_stream
 
 __all__ = [
     "ALL_EVENT_KINDS",

@@ -1,11 +1,11 @@
 """Wire layer: a bidirectional JSON-RPC 2.0 peer over a `MessageStream`.
 
 Contract: both sides may send requests and notifications at any time; responses are matched by id,
-so any number of requests are in flight in both directions (serving them is `_inbound`'s half). A
-request has an optional deadline; on timeout or when the caller is cancelled, `$/cancel` is sent
-and the far side cancels the handler and sends no reply. When the stream closes, what arrived
-before the end is still handled in order, then every pending request fails with
-`ConnectionClosed`.
+so any number of requests are in flight in both directions (serving them is the incoming half:
+`_inbound`, `_replies`, `_routes`). A request has an optional deadline; on timeout or when the
+caller is cancelled, `$/cancel` is sent and the far side cancels the handler and sends no reply.
+When the stream closes, what arrived before the end is still handled in order, then every pending
+request fails with `ConnectionClosed`.
 """
 
 from __future__ import annotations
@@ -36,8 +36,10 @@ from ._framing import (
     encode_message,
     unencodable_path,
 )
-from ._inbound import END, GONE, Inbound, Pending, Redactor, typed_decoder
+from ._inbound import END, Inbound, Pending
 from ._methods import DEFAULT_MAX_FRAME_SIZE, CancelParams, Method
+from ._replies import GONE
+from ._routes import Redactor, typed_decoder
 from ._streams import MessageStream
 
 T = TypeVar("T")

@@ -33,7 +33,7 @@ from sdk.protocol import (
     open_pipe_stream,
 )
 from sdk.protocol._inbound import ORDERED_BATCH
-from sdk.protocol._streams import SLICE_BYTES
+from sdk.protocol._pipe import SLICE_BYTES
 
 pytestmark = pytest.mark.anyio
 

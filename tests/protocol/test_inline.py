@@ -29,7 +29,8 @@ from sdk.protocol import (
     memory_message_pair,
     open_pipe_stream,
 )
-from sdk.protocol._streams import _DRAIN_ABOVE, HOLD_FLUSH_FRAMES
+from sdk.protocol._pipe import HOLD_FLUSH_FRAMES
+from sdk.protocol._streams import DRAIN_ABOVE
 
 pytestmark = pytest.mark.anyio
 
@@ -232,11 +233,11 @@ async def test_writes_without_a_coroutine_keep_the_pipes_backpressure() -> None:
         while True:
             await stream.send(frame)
             taken += 1
-    assert writer.buffered() <= _DRAIN_ABOVE + len(frame)
-    assert taken * len(frame) <= 64 * 1024 + _DRAIN_ABOVE + len(frame)
-    assert taken * len(frame) > _DRAIN_ABOVE  # the pipe and the transport did fill first
+    assert writer.buffered() <= DRAIN_ABOVE + len(frame)
+    assert taken * len(frame) <= 64 * 1024 + DRAIN_ABOVE + len(frame)
+    assert taken * len(frame) > DRAIN_ABOVE  # the pipe and the transport did fill first
     assert not stream.try_send(frame)
-    assert not stream.hold_nowait(b"y" * (_DRAIN_ABOVE + 1))
+    assert not stream.hold_nowait(b"y" * (DRAIN_ABOVE + 1))
     await stream.aclose()
     for fd in (idle_w, far_r):
         os.close(fd)
