@@ -12,6 +12,8 @@ Writes bench/results/peer_mcp.json.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import tempfile
 import time
@@ -74,27 +76,31 @@ class Figures:
         self.rtts: list[float] = []
         self.rates: list[float] = []
         self.starts: list[float] = []
+        self.start_cpu_ms: list[float] = []  # the start's CPU: the far side's and this process's
         self.host_cpu_us: list[float] = []  # per pipelined call, when the far side is known
         self.far_cpu_us: list[float] = []
 
     async def measure(
         self,
         call: Call,
-        started: float,
+        started: tuple[float, float],
         count: int,
         total: int,
         far: Callable[[], int | None] = lambda: None,
     ) -> None:
-        """`far` names the far side's process (read once it runs) for its CPU per call."""
+        """`far` names the far side's process (read once it runs) for its CPU per call; `started`
+        is the wall clock and this process's CPU clock when the start began."""
         await call()
-        self.starts.append((time.perf_counter() - started) * 1000)
+        self.starts.append((time.perf_counter() - started[0]) * 1000)
+        far_pid = far()
+        near_cpu = time.process_time() - started[1]
+        self.start_cpu_ms.append(((tree_cpu_s(far_pid) if far_pid else 0.0) + near_cpu) * 1000)
         for _ in range(min(count, 50)):  # warm-up
             await call()
         for _ in range(count):
             begun = time.perf_counter()
             await call()
             self.rtts.append((time.perf_counter() - begun) * 1e6)
-        far_pid = far()
         far_cpu = tree_cpu_s(far_pid) if far_pid else 0.0
         host = time.process_time()
         self.rates.append(await pipelined_rate(call, total, IN_FLIGHT))
@@ -103,8 +109,18 @@ class Figures:
             self.far_cpu_us.append((tree_cpu_s(far_pid) - far_cpu) / total * 1e6)
 
 
+def mcp_server_pid() -> int | None:
+    """The MCP server process this benchmark's stdio client started (a child of this one)."""
+    for task in os.listdir("/proc/self/task"):
+        for child in Path(f"/proc/self/task/{task}/children").read_text().split():
+            with contextlib.suppress(OSError):
+                if SERVER.encode() in Path(f"/proc/{child}/cmdline").read_bytes():
+                    return int(child)
+    return None
+
+
 async def mcp_round(figures: Figures, count: int, total: int) -> None:
-    started = time.perf_counter()
+    started = time.perf_counter(), time.process_time()
     server = StdioServerParameters(command=sys.executable, args=[SERVER])
     async with stdio_client(server) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
@@ -114,7 +130,7 @@ async def mcp_round(figures: Figures, count: int, total: int) -> None:
             assert result.structured_content == {"result": TEXT}, result
             return result
 
-        await figures.measure(call, started, count, total)
+        await figures.measure(call, started, count, total, far=mcp_server_pid)
 
 
 async def plugbox_round(root: Path, data: Path, figures: Figures, count: int, total: int) -> None:
@@ -125,7 +141,7 @@ async def plugbox_round(root: Path, data: Path, figures: Figures, count: int, to
         ),
     )
     config = HostConfig(plugins_root=root, data_dir=data, idle_timeout_s=None)
-    started = time.perf_counter()
+    started = time.perf_counter(), time.process_time()
     async with PluginHost(config) as plugins:
         handle = plugins.get("echo")
 
@@ -175,6 +191,13 @@ def main() -> None:
         "mcp_to_floor_rtt_ratio": metric(mcp_rtt / median(floor), "x", better="higher"),
         "plugbox_to_mcp_throughput_ratio": metric(plugbox_rate / mcp_rate, "x", 75, "higher"),
         "mcp_to_plugbox_start_ratio": metric(mcp_start / plugbox_start, "x", 3, "higher"),
+        # The same starts in CPU (the far side's processes and this process, from the spawn to
+        # the first answer), which the machine's load moves less than their wall time.
+        "mcp_start_cpu_ms": metric(median(mcp.start_cpu_ms), "ms"),
+        "plugbox_start_cpu_ms": metric(median(plugbox.start_cpu_ms), "ms"),
+        "mcp_to_plugbox_start_cpu_ratio": metric(
+            median(mcp.start_cpu_ms) / median(plugbox.start_cpu_ms), "x", better="higher"
+        ),
         # Where a pipelined call's time goes (CPU per call; 2 cores run both sides at once).
         "plugbox_host_cpu_per_call_us": metric(median(plugbox.host_cpu_us), "us"),
         "plugbox_plugin_cpu_per_call_us": metric(median(plugbox.far_cpu_us), "us"),
