@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import anyio
@@ -129,28 +129,59 @@ def tree_by_command(pid: int) -> dict[str, float]:
     return totals
 
 
-async def cold_start_ms(
-    root: Path, data: Path, repeats: int, *, zygote: bool = True
-) -> tuple[float, float, float]:
+def machine_cpu_s() -> tuple[float, float]:
+    """Busy and idle CPU seconds of the whole machine so far, all cores (`/proc/stat`)."""
+    with open("/proc/stat", encoding="ascii") as stream:
+        user, nice, system, idle, iowait, irq, softirq, steal = map(
+            int, stream.readline().split()[1:9]
+        )
+    busy = user + nice + system + irq + softirq + steal  # steal: the hypervisor ran others
+    return busy / TICKS, (idle + iowait) / TICKS
+
+
+@dataclass
+class ColdStarts:
+    """Medians over the cold refreshes of one plugin set (see `cold_start_ms`)."""
+
+    wall_ms: float
+    cpu_ms: float  # per start: every process of one plugin's sandbox, launch to answered spec
+    host_cpu_ms: float  # per start: the host process's own CPU over the refresh
+    idle_share: float  # of the machine's cores, left idle during the refresh
+    other_share: float  # of the machine's cores, used by anything but these starts
+
+
+async def cold_start_ms(root: Path, data: Path, repeats: int, *, zygote: bool = True) -> ColdStarts:
     """Median wall time of a cold refresh, the CPU time each plugin's sandbox used (every
-    process in it, from the launch to the answered `spec`), and the host's own CPU time per
-    start over the refresh (spawning, greeting, decoding, writing the spec cache)."""
-    samples, cpu, host_cpu = [], [], []
+    process in it, from the launch to the answered `spec`), the host's own CPU time per start
+    over the refresh (spawning, greeting, decoding, writing the spec cache), and how the
+    machine's cores were used meanwhile: left idle, or taken by other work than these starts."""
+    samples, cpu, host_cpu, idle_share, other_share = [], [], [], [], []
     for attempt in range(repeats):
         config = HostConfig(plugins_root=root, data_dir=data, idle_timeout_s=None, zygote=zygote)
         async with PluginHost(config) as plugins:
             cache = data / "spec-cache"
             for stale in cache.glob("*.json"):
                 stale.unlink()  # cold: no cached spec, a process must start
+            busy_before, idle_before = machine_cpu_s()
             started, host_started = time.perf_counter(), time.process_time()
             await plugins.registry.refresh()
-            samples.append((time.perf_counter() - started) * 1000)
-            host_cpu.append((time.process_time() - host_started) * 1000 / len(plugins.manifests))
+            wall = time.perf_counter() - started
+            host_s = time.process_time() - host_started
+            busy_after, idle_after = machine_cpu_s()
+            busy, idle = busy_after - busy_before, idle_after - idle_before
+            samples.append(wall * 1000)
+            host_cpu.append(host_s * 1000 / len(plugins.manifests))
             assert plugins.manifests, plugins.discovery_errors
             assert plugins.registry.spec_fetches == len(plugins.manifests), attempt
             pids = [h.pid for h in plugins.handles.values() if h.pid is not None]
-            cpu.extend(tree_cpu_s(pid) * 1000 for pid in pids)
-    return median(samples), median(cpu), median(host_cpu)
+            starts = [tree_cpu_s(pid) for pid in pids]
+            cpu.extend(s * 1000 for s in starts)
+            total = max(busy + idle, 1e-9)
+            idle_share.append(idle / total)
+            other_share.append(max(0.0, busy - sum(starts) - host_s) / total)
+    return ColdStarts(
+        median(samples), median(cpu), median(host_cpu), median(idle_share), median(other_share)
+    )
 
 
 # What one start's CPU is made of: the plugin's sandbox and interpreter importing what a start
@@ -298,9 +329,12 @@ async def measure(quick: bool) -> dict[str, dict[str, object]]:
         async with PluginHost(HostConfig(plugins_root=one, data_dir=data)) as plugins:
             venv = await plugins.venvs.ensure(plugins.manifests["solo0"])
         floors = floors_ms(str(venv.python), repeats * 3)
-        cold_1, cpu_1, host_1 = await cold_start_ms(one, data, repeats)
-        cold_1_plain, cpu_1_plain, _ = await cold_start_ms(one, data, repeats, zygote=False)
-        cold_8, cpu_8, host_8 = await cold_start_ms(eight, data, repeats)
+        one_start = await cold_start_ms(one, data, repeats)
+        plain = await cold_start_ms(one, data, repeats, zygote=False)
+        eight_starts = await cold_start_ms(eight, data, repeats)
+        cold_1, cpu_1, host_1 = one_start.wall_ms, one_start.cpu_ms, one_start.host_cpu_ms
+        cold_1_plain, cpu_1_plain = plain.wall_ms, plain.cpu_ms
+        cold_8, cpu_8, host_8 = eight_starts.wall_ms, eight_starts.cpu_ms, eight_starts.host_cpu_ms
         stages = await start_breakdown(one, data, repeats)
         listing_ms, warm_refresh_ms, rss = await warm(eight, data, 1000)
         restart_ms = await restart_to_ready_ms(one, data, zygote=True)
@@ -349,6 +383,13 @@ async def measure(quick: bool) -> dict[str, dict[str, object]]:
         "start_cpu_to_serving_floor_ratio": metric(cpu_1 / least["serving"], "x"),
         "cold_8_to_1_cpu_bound_ratio": metric(bound, "x"),
         "cold_8_to_1_to_cpu_bound_ratio": metric(cold_8 / cold_1 / bound, "x", 1.2, "lower"),
+        # The bound assumes free cores. How the cores were used during the 8 starts (from
+        # /proc/stat): left idle (what a better scheduling of ours could still have used), and
+        # taken by other work than these starts (what the bound cannot see); the same for one.
+        "cold_8_idle_share": metric(eight_starts.idle_share, "share"),
+        "cold_8_other_work_share": metric(eight_starts.other_share, "share"),
+        "cold_1_idle_share": metric(one_start.idle_share, "share"),
+        "cold_1_other_work_share": metric(one_start.other_share, "share"),
         "warm_node_types_ms": metric(listing_ms, "ms", 1.0, "lower"),
         "warm_refresh_from_cache_ms": metric(warm_refresh_ms, "ms"),
         "idle_rss_mb": metric(rss, "MiB"),
