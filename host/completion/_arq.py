@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -228,11 +230,26 @@ async def _close_quietly(worker: Worker) -> None:
 
 
 class RedisQueue:
-    """The reaper's `Queue` on ARQ's keys: a job's entry, its in-progress mark, its result."""
+    """The reaper's `Queue` on ARQ's keys: a job's entry, its in-progress mark, its result.
 
-    def __init__(self, pool: ArqRedis, *, in_progress_s: float) -> None:
+    A taken entry's age is read from its in-progress mark, as this worker's timeouts would have
+    set it, and is at least how long this reaper has seen it taken (`seen`, kept across passes
+    by the caller): a dead worker with longer timeouts than this one's still has its entries
+    passed over once they have been seen held for the grace."""
+
+    def __init__(
+        self,
+        pool: ArqRedis,
+        *,
+        in_progress_s: float,
+        seen: dict[str, float] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._pool = pool
-        self._in_progress_s = in_progress_s  # how long ARQ holds a taken id (every worker's)
+        self._in_progress_s = in_progress_s  # how long ARQ holds an id this worker took
+        self._seen = {} if seen is None else seen  # entry id -> when first seen taken
+        self._clock = clock
+        self.looked: set[str] = set()  # the taken entries of this pass
 
     async def entry(self, entry_id: str) -> Entry:
         async with self._pool.pipeline(transaction=False) as pipe:
@@ -241,11 +258,17 @@ class RedisQueue:
             pipe.exists(result_key_prefix + entry_id)
             queued, left_ms, finished = await pipe.execute()
         if left_ms != -2:  # -2: no in-progress mark; -1: one without expiry (never ARQ's own)
-            left_s = left_ms / 1000 if left_ms >= 0 else 0.0
-            return Entry(EntryKind.TAKEN, taken_s=max(0.0, self._in_progress_s - left_s))
+            return Entry(EntryKind.TAKEN, taken_s=self._taken_s(entry_id, left_ms))
         if queued:
             return Entry(EntryKind.QUEUED)
         return Entry(EntryKind.FINISHED if finished else EntryKind.FREE)
+
+    def _taken_s(self, entry_id: str, left_ms: int) -> float:
+        now = self._clock()
+        self.looked.add(entry_id)
+        seen_for = now - self._seen.setdefault(entry_id, now)
+        left_s = left_ms / 1000 if left_ms >= 0 else self._in_progress_s
+        return max(0.0, self._in_progress_s - left_s, seen_for)
 
     async def enqueue(self, run_id: int, entry_id: str) -> bool:
         return await self._pool.enqueue_job(JOB_NAME, run_id, _job_id=entry_id) is not None
@@ -257,16 +280,22 @@ async def _reap(config: WorkerConfig, store: RunStore, stop: asyncio.Event) -> N
     interval = max(0.2, config.lease_s / 3)
     older = config.reap_after_s if config.reap_after_s is not None else config.lease_s
     grace = max(older, interval)  # a worker that took an entry this long ago and has not claimed
+    seen: dict[str, float] = {}  # taken entries of claimable jobs, and since when
     while not stop.is_set():
         await anyio.sleep(interval)
         pool: ArqRedis | None = None
         try:
             jobs = await store.claimable(older_than_s=older)
             if not jobs:
+                seen.clear()
                 continue
             pool = await _pool(config.redis_url)
-            queue = RedisQueue(pool, in_progress_s=_arq_timeout(config) + IN_PROGRESS_EXTRA_S)
+            queue = RedisQueue(
+                pool, in_progress_s=_arq_timeout(config) + IN_PROGRESS_EXTRA_S, seen=seen
+            )
             queued = [await requeue(queue, job, grace_s=grace) for job in jobs]
+            for gone in seen.keys() - queue.looked:  # claimed, done, or no longer held
+                del seen[gone]
             if any(queued):
                 logger.info("re-queued %d runs from the run store", sum(map(bool, queued)))
         except (TimeoutError, OSError, ConnectionError) as exc:

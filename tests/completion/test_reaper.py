@@ -164,3 +164,29 @@ async def test_on_redis_a_dead_workers_entries_are_passed_over_and_live_ones_kep
             assert await requeue(queue, pending(), grace_s=GRACE_S) == "run-7-g3"
     finally:
         await pool.aclose()
+
+
+async def test_on_redis_an_entry_held_longer_than_this_worker_would_is_aged_by_sight(
+    redis_url: str,
+) -> None:
+    """A worker with longer timeouts took the entry and died: its in-progress mark reads as
+    fresh by this worker's timeouts, so the reaper ages it by how long it has seen it held."""
+    now = [100.0]
+    seen: dict[str, float] = {}
+
+    def clock() -> float:
+        return now[0]
+
+    pool = await _pool(redis_url)
+    try:
+        async with Redis.from_url(redis_url) as client:
+            assert await enqueue_run_integrations(7, redis_url=redis_url)
+            await client.psetex("arq:in-progress:run-7", int(IN_PROGRESS_S * 10 * 1000), b"1")
+            for step, expected in ((0.0, None), (GRACE_S / 2, None), (GRACE_S, "run-7-g1")):
+                now[0] = 100.0 + step
+                queue = RedisQueue(pool, in_progress_s=IN_PROGRESS_S, seen=seen, clock=clock)
+                assert await requeue(queue, pending(), grace_s=GRACE_S) == expected, step
+                assert queue.looked == {"run-7"}
+            assert seen == {"run-7": 100.0}  # first seen at the first pass
+    finally:
+        await pool.aclose()
