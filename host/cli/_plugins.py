@@ -24,7 +24,7 @@ from rich.table import Table
 from sdk.protocol import PluginError
 
 from .._host import PluginHost
-from .._manifest import discover
+from .._manifest import Manifest, discover
 from .._registry import PackageInfo
 from ..sandbox import SandboxPolicy, layers_for
 from ._common import (
@@ -149,8 +149,7 @@ def install(
     yes: Annotated[bool, typer.Option("--yes", help="Approve without asking.")] = False,
 ) -> None:
     """Show what each plugin requests vs what is granted, record approval, build its venv."""
-    from .._grants import GRANTS_FILE, load_grants, review, save_grants
-    from ._permissions import approve_requested, decisions_table
+    from .._grants import GRANTS_FILE
 
     root = path.resolve().parent if path else plugins
     grants_path = grants or data_dir / GRANTS_FILE
@@ -164,6 +163,28 @@ def install(
             f"{escape('; '.join(problems) or 'no plugin.toml')}"
         )
         raise typer.Exit(EXIT_FAILED)
+    refused = _approve(chosen, grants_path, policy, yes=yes)
+
+    async def work() -> None:
+        async with PluginHost(config, progress=lambda m: console.print(f"  {escape(m)}")) as host:
+            for manifest in (m for m in chosen if m.name not in refused):
+                venv = await host.ensure_venv(manifest)
+                state = "built" if venv.built else "reused"
+                console.print(f"{escape(manifest.name)}: {venv.path} ({state})")
+
+    run(work, hint="the installer's output is in the error above")
+    if refused:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _approve(
+    chosen: list[Manifest], grants_path: Path, policy: SandboxPolicy, *, yes: bool
+) -> list[str]:
+    """Show each plugin's requests against its grants; record the operator's approval of what
+    exceeds them (asked, unless `yes`). The names of the plugins not approved."""
+    from .._grants import load_grants, review, save_grants
+    from ._permissions import approve_requested, decisions_table
+
     current = load_grants(grants_path)
     refused: list[str] = []
     for manifest in chosen:
@@ -178,17 +199,7 @@ def install(
             else:
                 refused.append(manifest.name)
                 console.print(f"[yellow]{escape(manifest.name)} not approved: it will not start")
-
-    async def work() -> None:
-        async with PluginHost(config, progress=lambda m: console.print(f"  {escape(m)}")) as host:
-            for manifest in (m for m in chosen if m.name not in refused):
-                venv = await host.ensure_venv(manifest)
-                state = "built" if venv.built else "reused"
-                console.print(f"{escape(manifest.name)}: {venv.path} ({state})")
-
-    run(work, hint="the installer's output is in the error above")
-    if refused:
-        raise typer.Exit(EXIT_FAILED)
+    return refused
 
 
 def lock(path: Annotated[Path, typer.Argument(help="The plugin folder.")]) -> None:
