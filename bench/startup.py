@@ -390,6 +390,12 @@ async def measure(quick: bool) -> dict[str, dict[str, object]]:
         "cold_8_other_work_share": metric(eight_starts.other_share, "share"),
         "cold_1_idle_share": metric(one_start.idle_share, "share"),
         "cold_1_other_work_share": metric(one_start.other_share, "share"),
+        # The bound with only the cores' share that other work left (the target stays on the
+        # ratio above). Optimistic: kernel threads working for the starts (a network namespace's
+        # teardown) count as other work.
+        "cold_8_to_1_to_loaded_cpu_bound_ratio": metric(
+            cold_8 / cold_1 / bound * (1 - eight_starts.other_share), "x"
+        ),
         "warm_node_types_ms": metric(listing_ms, "ms", 1.0, "lower"),
         "warm_refresh_from_cache_ms": metric(warm_refresh_ms, "ms"),
         "idle_rss_mb": metric(rss, "MiB"),
