@@ -42,6 +42,8 @@ MAX_DEATHS = 3  # a job whose runs killed the worker this often is parked
 # A job deferred past open circuits this often (claims) waits the next one out in its slot,
 # bounded by its deadline, then fails retryably: a plugin that never recovers ends somewhere.
 MAX_DEFERRALS = 8
+# A run's result: its final state, the error when it failed, the delay when it was deferred.
+Outcome = tuple[JobState, str | None, float | None]
 
 
 def may_defer(job: Job) -> bool:
@@ -88,51 +90,21 @@ class JobRunner:
         """Run a job this instance has claimed; its final state (`pending` when it was deferred
         past an open circuit), or None when it was not ours to finish (lease lost). Raises
         `StoreError` when the store is gone for good."""
-        outcome: tuple[JobState, str | None, float | None] | None = None
-        fatal: StoreError | None = None
-        lost = False
-
-        async def confirm() -> bool:
-            """Before each delivery: the lease renewed now, or the job stopped."""
-            nonlocal lost
-            if await self.store.renew(run_id, self.owner, lease_s=self.lease_s):
-                return True
-            logger.error("run %d: lease lost to another worker; not delivering", run_id)
-            lost = True
-            scope.cancel()
-            return False
-
-        async def work() -> None:
-            nonlocal outcome, fatal
-            try:
-                gate = self.gate.for_job(confirm)
-                outcome = await self._execute(run_id, deadline, gate, defer)
-            except StoreError as exc:
-                fatal = exc
-            scope.cancel()
-
-        async def heartbeat() -> None:
-            nonlocal lost
-            while True:
-                await anyio.sleep(self.lease_s / 3)
-                if not await self.store.renew(run_id, self.owner, lease_s=self.lease_s):
-                    logger.error("run %d: lease lost to another worker; stopping it", run_id)
-                    lost = True
-                    scope.cancel()
-
+        leased = _LeasedRun(self, run_id)
         try:
-            async with anyio.create_task_group() as group:
-                scope = group.cancel_scope
-                group.start_soon(work)
-                group.start_soon(heartbeat)
+            await leased.run(deadline, defer)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
                 await self.store.release(run_id, self.owner)  # drained: back to pending
             raise
-        if fatal is not None:
-            raise fatal
-        if lost or outcome is None:
+        if leased.fatal is not None:
+            raise leased.fatal
+        if leased.lost or leased.outcome is None:
             return None
+        return await self._settle(run_id, leased.outcome)
+
+    async def _settle(self, run_id: int, outcome: Outcome) -> JobState:
+        """Record a run's outcome in the store; the job's state after it."""
         state, error, deferred_s = outcome
         if deferred_s is not None:  # the slot is free for other jobs while the circuit is open
             await self.store.release(run_id, self.owner, delay_s=deferred_s)
@@ -142,7 +114,7 @@ class JobRunner:
 
     async def _execute(
         self, run_id: int, deadline: float | None, gate: DeliveryGate, defer: bool
-    ) -> tuple[JobState, str | None, float | None] | None:
+    ) -> Outcome | None:
         try:
             report = await run_integrations(
                 run_id,
@@ -163,6 +135,59 @@ class JobRunner:
             return JobState.PENDING, None, report.deferred_s
         recorded = await self.store.recorded_nodes(run_id)
         return outcome_state(list(recorded.values())), None, None
+
+
+class _LeasedRun:
+    """One job's work beside the heartbeat that renews its lease; either one can stop the other.
+
+    A separate object so the work, the heartbeat and the pre-delivery check share the run's
+    state (its outcome, a fatal store error, a lost lease) and its cancel scope.
+    """
+
+    def __init__(self, runner: JobRunner, run_id: int) -> None:
+        self.runner = runner
+        self.run_id = run_id
+        self.outcome: Outcome | None = None
+        self.fatal: StoreError | None = None
+        self.lost = False  # another worker holds the lease now: this one must not finish the job
+        self._scope = anyio.CancelScope()  # replaced by the task group's in `run`
+
+    async def run(self, deadline: float | None, defer: bool) -> None:
+        async with anyio.create_task_group() as group:
+            self._scope = group.cancel_scope
+            group.start_soon(self._work, deadline, defer)
+            group.start_soon(self._heartbeat)
+
+    async def _work(self, deadline: float | None, defer: bool) -> None:
+        try:
+            gate = self.runner.gate.for_job(self._confirm)
+            self.outcome = await self.runner._execute(self.run_id, deadline, gate, defer)
+        except StoreError as exc:
+            self.fatal = exc
+        self._scope.cancel()
+
+    async def _confirm(self) -> bool:
+        """Before each delivery: the lease renewed now, or the job stopped."""
+        if await self._renew():
+            return True
+        logger.error("run %d: lease lost to another worker; not delivering", self.run_id)
+        self._lose()
+        return False
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await anyio.sleep(self.runner.lease_s / 3)
+            if not await self._renew():
+                logger.error("run %d: lease lost to another worker; stopping it", self.run_id)
+                self._lose()
+
+    async def _renew(self) -> bool:
+        runner = self.runner
+        return await runner.store.renew(self.run_id, runner.owner, lease_s=runner.lease_s)
+
+    def _lose(self) -> None:
+        self.lost = True
+        self._scope.cancel()
 
 
 class EmbeddedWorker:
