@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 
 from ._protocol import HOST_WRITER, Job, JobState, NodeAttempt, RunSummary
-from ._sqlite_jobs import JobRunning
+from ._sqlite_jobs import JobRunning, chosen_for_retry
 
 Conn = psycopg.AsyncConnection[Any]
 NOW = "extract(epoch FROM clock_timestamp())"
@@ -196,53 +196,69 @@ async def run_summaries(conn: Conn, limit: int) -> list[RunSummary]:
     return [RunSummary(int(a), float(b), int(c), int(d), int(e)) for a, b, c, d, e in rows]
 
 
-def _chooser(nodes: list[str] | None, plugin: str | None) -> Callable[[str, str, str], bool]:
-    if nodes is not None:
-        return lambda node, _p, _s: node in nodes
-    if plugin is not None:
-        return lambda _n, owner, _s: owner == plugin
-    return lambda _n, _p, status: status == "failed"
-
-
 async def retry(conn: Conn, run_id: int, nodes: list[str] | None, plugin: str | None) -> list[str]:
     async with conn.transaction():
-        # The job row's lock keeps a claim from starting the job halfway through this retry.
-        live = await _rows(
-            conn,
-            f"SELECT lease_owner, state = 'running' AND lease_expires >= {NOW} FROM jobs"
-            " WHERE run_id = %s FOR UPDATE",
-            (run_id,),
-        )
-        if live and live[0][1]:
-            raise JobRunning(f"run {run_id} is running now (lease owner {live[0][0]}); retry later")
-        current = await _rows(
-            conn,
-            f"SELECT node_id, plugin, status FROM node_results r WHERE run_id = %s"
-            f" AND attempt_group = {_CURRENT_GROUP}",
-            (run_id,),
-        )
-        chosen = _chooser(nodes, plugin)
-        picked = [(str(n), str(o)) for n, o, status in current if chosen(n, o, status)]
+        await _refuse_while_running(conn, run_id)
+        picked = await _current_results_chosen(conn, run_id, chosen_for_retry(nodes, plugin))
         again = sorted(node for node, _ in picked)
-        forget = (
-            "DELETE FROM entries WHERE run_id = %s AND section = 'annotations' AND key = %s"
-            " AND owner = %s"
-        )
         for owner in sorted({owner for _, owner in picked}):  # the per-plugin failure entry
-            await conn.execute(forget, (run_id, f"integration_{owner}", HOST_WRITER))
+            await _forget_host_annotation(conn, run_id, f"integration_{owner}")
         for node in again:
-            await conn.execute(
-                "INSERT INTO node_groups (run_id, node_id, attempt_group) VALUES (%s, %s, 1)"
-                " ON CONFLICT (run_id, node_id)"
-                " DO UPDATE SET attempt_group = node_groups.attempt_group + 1",
-                (run_id, node),
-            )
+            await _open_next_attempt_group(conn, run_id, node)
             # The host's failure record for the node gives way to the next attempt's result.
-            await conn.execute(forget, (run_id, node, HOST_WRITER))
-        await conn.execute(
-            f"INSERT INTO jobs (run_id, state, enqueued_at) VALUES (%s, 'pending', {NOW})"
-            " ON CONFLICT (run_id) DO UPDATE SET state = 'pending', deaths = 0, error = NULL,"
-            " finished_at = NULL, lease_owner = NULL, lease_expires = NULL, not_before = NULL",
-            (run_id,),
-        )
+            await _forget_host_annotation(conn, run_id, node)
+        await _make_pending_again(conn, run_id)
     return again
+
+
+async def _refuse_while_running(conn: Conn, run_id: int) -> None:
+    """Raises `JobRunning` while a live worker holds the job's lease."""
+    # The job row's lock keeps a claim from starting the job halfway through this retry.
+    live = await _rows(
+        conn,
+        f"SELECT lease_owner, state = 'running' AND lease_expires >= {NOW} FROM jobs"
+        " WHERE run_id = %s FOR UPDATE",
+        (run_id,),
+    )
+    if live and live[0][1]:
+        raise JobRunning(f"run {run_id} is running now (lease owner {live[0][0]}); retry later")
+
+
+async def _current_results_chosen(
+    conn: Conn, run_id: int, chosen: Callable[[str, str, str], bool]
+) -> list[tuple[str, str]]:
+    """(node, plugin) of each of the run's current results that `chosen` picks."""
+    current = await _rows(
+        conn,
+        f"SELECT node_id, plugin, status FROM node_results r WHERE run_id = %s"
+        f" AND attempt_group = {_CURRENT_GROUP}",
+        (run_id,),
+    )
+    return [(str(n), str(o)) for n, o, status in current if chosen(n, o, status)]
+
+
+async def _forget_host_annotation(conn: Conn, run_id: int, key: str) -> None:
+    await conn.execute(
+        "DELETE FROM entries WHERE run_id = %s AND section = 'annotations' AND key = %s"
+        " AND owner = %s",
+        (run_id, key, HOST_WRITER),
+    )
+
+
+async def _open_next_attempt_group(conn: Conn, run_id: int, node: str) -> None:
+    await conn.execute(
+        "INSERT INTO node_groups (run_id, node_id, attempt_group) VALUES (%s, %s, 1)"
+        " ON CONFLICT (run_id, node_id)"
+        " DO UPDATE SET attempt_group = node_groups.attempt_group + 1",
+        (run_id, node),
+    )
+
+
+async def _make_pending_again(conn: Conn, run_id: int) -> None:
+    """The job (created if missing) is pending with a clean slate: no deaths, error or lease."""
+    await conn.execute(
+        f"INSERT INTO jobs (run_id, state, enqueued_at) VALUES (%s, 'pending', {NOW})"
+        " ON CONFLICT (run_id) DO UPDATE SET state = 'pending', deaths = 0, error = NULL,"
+        " finished_at = NULL, lease_owner = NULL, lease_expires = NULL, not_before = NULL",
+        (run_id,),
+    )

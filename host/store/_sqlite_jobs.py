@@ -220,49 +220,75 @@ def retry(
     db: sqlite3.Connection, run_id: int, nodes: list[str] | None, plugin: str | None
 ) -> list[str]:
     with transaction(db):
-        row = db.execute(
-            "SELECT lease_owner FROM jobs WHERE run_id = ? AND state = 'running'"
-            " AND lease_expires >= ?",
-            (run_id, time.time()),
-        ).fetchone()
-        if row is not None:
-            raise JobRunning(f"run {run_id} is running now (lease owner {row[0]}); retry later")
-        current = db.execute(
-            f"SELECT node_id, plugin, status FROM node_results r WHERE run_id = ?"
-            f" AND attempt_group = {_CURRENT_GROUP}",
-            (run_id,),
-        ).fetchall()
-        chosen: Callable[[str, str, str], bool]
-        if nodes is not None:
-            chosen = lambda node, _p, _s: node in nodes  # noqa: E731
-        elif plugin is not None:
-            chosen = lambda _n, owner, _s: owner == plugin  # noqa: E731
-        else:
-            chosen = lambda _n, _p, status: status == "failed"  # noqa: E731
-        picked = [(str(n), str(o)) for n, o, status in current if chosen(n, o, status)]
+        _refuse_while_running(db, run_id)
+        picked = _current_results_chosen(db, run_id, chosen_for_retry(nodes, plugin))
         again = sorted(node for node, _ in picked)
         for owner in {owner for _, owner in picked}:  # the reference's per-plugin failure entry
-            db.execute(
-                "DELETE FROM entries WHERE run_id = ? AND section = 'annotations' AND key = ?"
-                " AND owner = ?",
-                (run_id, f"integration_{owner}", HOST_WRITER),
-            )
+            _forget_host_annotation(db, run_id, f"integration_{owner}")
         for node in again:
-            db.execute(
-                "INSERT INTO node_groups (run_id, node_id, attempt_group) VALUES (?, ?, 1)"
-                " ON CONFLICT (run_id, node_id) DO UPDATE SET attempt_group = attempt_group + 1",
-                (run_id, node),
-            )
+            _open_next_attempt_group(db, run_id, node)
             # The host's failure record for the node gives way to the next attempt's result.
-            db.execute(
-                "DELETE FROM entries WHERE run_id = ? AND section = 'annotations' AND key = ?"
-                " AND owner = ?",
-                (run_id, node, HOST_WRITER),
-            )
-        db.execute(
-            "INSERT INTO jobs (run_id, state, enqueued_at) VALUES (?, 'pending', ?)"
-            " ON CONFLICT (run_id) DO UPDATE SET state = 'pending', deaths = 0, error = NULL,"
-            " finished_at = NULL, lease_owner = NULL, lease_expires = NULL, not_before = NULL",
-            (run_id, time.time()),
-        )
+            _forget_host_annotation(db, run_id, node)
+        _make_pending_again(db, run_id)
     return again
+
+
+def chosen_for_retry(
+    nodes: list[str] | None, plugin: str | None
+) -> Callable[[str, str, str], bool]:
+    """Which current results (node, plugin, status) a retry reopens: the nodes named, else the
+    plugin's, else the failed ones. Shared by both backends."""
+    if nodes is not None:
+        return lambda node, _p, _s: node in nodes
+    if plugin is not None:
+        return lambda _n, owner, _s: owner == plugin
+    return lambda _n, _p, status: status == "failed"
+
+
+def _refuse_while_running(db: sqlite3.Connection, run_id: int) -> None:
+    """Raises `JobRunning` while a live worker holds the job's lease."""
+    row = db.execute(
+        "SELECT lease_owner FROM jobs WHERE run_id = ? AND state = 'running'"
+        " AND lease_expires >= ?",
+        (run_id, time.time()),
+    ).fetchone()
+    if row is not None:
+        raise JobRunning(f"run {run_id} is running now (lease owner {row[0]}); retry later")
+
+
+def _current_results_chosen(
+    db: sqlite3.Connection, run_id: int, chosen: Callable[[str, str, str], bool]
+) -> list[tuple[str, str]]:
+    """(node, plugin) of each of the run's current results that `chosen` picks."""
+    current = db.execute(
+        f"SELECT node_id, plugin, status FROM node_results r WHERE run_id = ?"
+        f" AND attempt_group = {_CURRENT_GROUP}",
+        (run_id,),
+    ).fetchall()
+    return [(str(n), str(o)) for n, o, status in current if chosen(n, o, status)]
+
+
+def _forget_host_annotation(db: sqlite3.Connection, run_id: int, key: str) -> None:
+    db.execute(
+        "DELETE FROM entries WHERE run_id = ? AND section = 'annotations' AND key = ?"
+        " AND owner = ?",
+        (run_id, key, HOST_WRITER),
+    )
+
+
+def _open_next_attempt_group(db: sqlite3.Connection, run_id: int, node: str) -> None:
+    db.execute(
+        "INSERT INTO node_groups (run_id, node_id, attempt_group) VALUES (?, ?, 1)"
+        " ON CONFLICT (run_id, node_id) DO UPDATE SET attempt_group = attempt_group + 1",
+        (run_id, node),
+    )
+
+
+def _make_pending_again(db: sqlite3.Connection, run_id: int) -> None:
+    """The job (created if missing) is pending with a clean slate: no deaths, error or lease."""
+    db.execute(
+        "INSERT INTO jobs (run_id, state, enqueued_at) VALUES (?, 'pending', ?)"
+        " ON CONFLICT (run_id) DO UPDATE SET state = 'pending', deaths = 0, error = NULL,"
+        " finished_at = NULL, lease_owner = NULL, lease_expires = NULL, not_before = NULL",
+        (run_id, time.time()),
+    )
