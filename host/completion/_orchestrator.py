@@ -94,18 +94,10 @@ async def run_integrations(
     run = await store.get_run(run_id)
     if run is None:
         raise KeyError(f"no run {run_id}")
-    registry = plugins.registry
     resolution = await resolve(run, plugins)  # per job: a plugin that failed to load is retried
-    work, unloaded = resolution.work, resolution.unloaded
     if resolution.unattributed:
-        logger.warning(
-            "run %d: nodes %s have types no loaded plugin provides (plugins that failed to"
-            " load: %s)",
-            run_id,
-            resolution.unattributed,
-            [error.name for error in registry.errors],
-        )
-    if not work and not unloaded:
+        _warn_unattributed(run_id, resolution, plugins)
+    if not resolution.work and not resolution.unloaded:
         return CompletionReport(run_id, None)
     report = CompletionReport(run_id, await store.ensure_public_token(run_id))
     secrets = plugins.learn_secrets(definitions=(run.workflow_definition,))
@@ -117,6 +109,17 @@ async def run_integrations(
     finally:
         plugins.forget_secrets(secrets)
     return report
+
+
+def _warn_unattributed(run_id: int, resolution: Resolution, plugins: PluginHost) -> None:
+    """Nodes of types no loaded plugin provides are treated as core nodes (no completion work);
+    the warning names the plugins that failed to load, since one of them may own those types."""
+    logger.warning(
+        "run %d: nodes %s have types no loaded plugin provides (plugins that failed to load: %s)",
+        run_id,
+        resolution.unattributed,
+        [error.name for error in plugins.registry.errors],
+    )
 
 
 async def _run_phases(
