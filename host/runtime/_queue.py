@@ -68,6 +68,7 @@ class PluginQueue:
         self.audio_over = 0  # audio frames dropped past the byte budget
         self._send, self.check = send, check
         self._ready, self._done = anyio.Event(), anyio.Event()
+        self._idle = False  # the pump waits on `_ready` for the next event
         self._closed = False
         self.ended = False  # the call is over: nothing more is queued or sent
         self._scope: anyio.CancelScope | None = None  # the pump's, so the drain can end it
@@ -79,17 +80,20 @@ class PluginQueue:
 
     def offer(self, event: LiveEvent) -> None:
         """Queue an event without waiting; drop and count it when the queue is full."""
+        # Once per plugin per event, inside pipecat's observer task: the accepted case first.
+        events = self.events
+        if len(events) < self.capacity and self.failure is None and not self.ended:
+            events.append(event)
+            if self._idle:  # only a waiting pump needs waking
+                self._idle = False
+                self._ready.set()
+            return
         if self.ended:
             self._drop(1, "call_ended")
             return
-        if self.failure is not None or len(self.events) >= self.capacity:
-            if self.dropped == 0 and self.failure is None:
-                logger.warning("plugin %r is not keeping up: dropping live events", self.plugin)
-            self._drop(1, "plugin_gone" if self.failure is not None else "overflow")
-            return
-        self.events.append(event)
-        if not self._ready.is_set():
-            self._ready.set()
+        if self.dropped == 0 and self.failure is None:
+            logger.warning("plugin %r is not keeping up: dropping live events", self.plugin)
+        self._drop(1, "plugin_gone" if self.failure is not None else "overflow")
 
     async def pump(self) -> None:
         """Send queued events in batches until drained after the call, or the plugin fails."""
@@ -97,8 +101,8 @@ class PluginQueue:
             with anyio.CancelScope() as self._scope:
                 while not self._closed or self.events:
                     if not self.events:
+                        self._ready, self._idle = anyio.Event(), True
                         await self._ready.wait()
-                        self._ready = anyio.Event()
                         continue
                     if len(self.events) < BATCH_SIZE and not self._closed:
                         await anyio.sleep(BATCH_WINDOW_S)

@@ -120,3 +120,26 @@ async def test_the_bridge_numbers_every_event_and_routes_by_subscription() -> No
     bridge.add(late)  # a queue added later is routed from then on
     bridge.emit("llm.text", 2.0, {})
     assert [e.seq for e in late.events] == [5]
+
+
+async def test_an_idle_pump_wakes_for_each_event_offered_after_it_emptied_the_queue() -> None:
+    recorder = Recorder()
+    sent = anyio.Event()
+
+    async def send(events: list[LiveEvent], dropped: int) -> None:
+        await recorder.send(events, dropped)
+        sent.set()
+
+    queue = PluginQueue("p", "s", send)
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            group.start_soon(queue.pump)
+            for seq in range(1, 4):
+                await anyio.wait_all_tasks_blocked()  # the pump waits: nothing is queued
+                assert not queue.events
+                sent = anyio.Event()
+                queue.offer(event(seq))
+                await sent.wait()  # sent without any drain or close
+            await queue.drain(5)
+    assert recorder.seqs() == [1, 2, 3]
+    assert (queue.delivered, queue.dropped) == (3, 0)
