@@ -89,6 +89,7 @@ class PluginServer:
         self._started = time.monotonic()
         nodes = package.nodes if package else ()
         self._sensitive = {node.type_name: node.sensitive_fields for node in nodes}
+        self._any_sensitive = any(self._sensitive.values())  # else no node data holds a secret
 
     @property
     def event_errors(self) -> int:
@@ -228,7 +229,8 @@ class PluginServer:
         package = self._require_package()
         if package.run_completion is None:
             raise MethodNotFound(f"package {package.name!r} has no completion handler")
-        self.redactor.add_from_nodes(params.nodes, self._sensitive)
+        if self._any_sensitive:  # a walk of every node's data per call otherwise
+            self.redactor.add_from_nodes(params.nodes, self._sensitive)
         wire = params.context
         context = completion_context(
             workflow_run_id=wire.workflow_run_id,
