@@ -39,7 +39,7 @@ from bench._common import (
     write_results,
 )
 from bench.rpc import floor_rtts
-from bench.startup import tree_cpu_s
+from bench.startup import machine_cpu_s, tree_cpu_s
 from host import HostConfig, PluginHost
 from sdk.protocol import Calls, CompletionContextWire, CompletionRunParams
 
@@ -78,7 +78,12 @@ class Figures:
         self.starts: list[float] = []
         self.start_cpu_ms: list[float] = []  # the start's CPU: the far side's and this process's
         self.host_cpu_us: list[float] = []  # per pipelined call, when the far side is known
+        self.sequential_cpu_us: list[float] = []  # per sequential call, both sides together
         self.far_cpu_us: list[float] = []
+        # Of the machine's cores during the pipelined calls: left idle, and used by other work
+        # than this process and the far side (what no figure of ours accounts for).
+        self.idle_share: list[float] = []
+        self.other_share: list[float] = []
 
     async def measure(
         self,
@@ -97,16 +102,29 @@ class Figures:
         self.start_cpu_ms.append(((tree_cpu_s(far_pid) if far_pid else 0.0) + near_cpu) * 1000)
         for _ in range(min(count, 50)):  # warm-up
             await call()
+        far_cpu, host = tree_cpu_s(far_pid) if far_pid else 0.0, time.process_time()
         for _ in range(count):
             begun = time.perf_counter()
             await call()
             self.rtts.append((time.perf_counter() - begun) * 1e6)
+        self.sequential_cpu_us.append((time.process_time() - host) / count * 1e6)
+        if far_pid:
+            self.sequential_cpu_us[-1] += (tree_cpu_s(far_pid) - far_cpu) / count * 1e6
         far_cpu = tree_cpu_s(far_pid) if far_pid else 0.0
         host = time.process_time()
+        busy, idle = machine_cpu_s()
+        wall = time.perf_counter()
         self.rates.append(await pipelined_rate(call, total, IN_FLIGHT))
-        self.host_cpu_us.append((time.process_time() - host) / total * 1e6)
+        wall = time.perf_counter() - wall
+        busy, idle = (now - then for now, then in zip(machine_cpu_s(), (busy, idle), strict=True))
+        host = time.process_time() - host
+        self.host_cpu_us.append(host / total * 1e6)
         if far_pid:
-            self.far_cpu_us.append((tree_cpu_s(far_pid) - far_cpu) / total * 1e6)
+            far_cpu = tree_cpu_s(far_pid) - far_cpu
+            self.far_cpu_us.append(far_cpu / total * 1e6)
+            cores = (os.cpu_count() or 1) * wall
+            self.idle_share.append(idle / cores)
+            self.other_share.append(max(0.0, busy - host - far_cpu) / cores)
 
 
 def mcp_server_pid() -> int | None:
@@ -176,6 +194,7 @@ def main() -> None:
     mcp_rtt, plugbox_rtt = median(mcp.rtts), median(plugbox.rtts)
     mcp_rate, plugbox_rate = median(mcp.rates), median(plugbox.rates)
     mcp_start, plugbox_start = median(mcp.starts), median(plugbox.starts)
+    cpu_bound = 1e6 / max(median(plugbox.host_cpu_us), median(plugbox.far_cpu_us))
     metrics = {
         "mcp_rtt_median_us": metric(mcp_rtt, "us"),
         "mcp_rtt_p99_us": metric(percentile(mcp.rtts, 0.99), "us"),
@@ -189,6 +208,10 @@ def main() -> None:
         "mcp_to_plugbox_rtt_ratio": metric(mcp_rtt / plugbox_rtt, "x", 20, "higher"),
         # The bound: a plugbox round trip as fast as the raw pipe echo would reach this ratio.
         "mcp_to_floor_rtt_ratio": metric(mcp_rtt / median(floor), "x", better="higher"),
+        # A sequential call's CPU, both processes together (they take turns: no overlap). When
+        # the floor is a few us (busy cores wake at once), plugbox's round trip is about this.
+        "plugbox_sequential_cpu_per_call_us": metric(median(plugbox.sequential_cpu_us), "us"),
+        "mcp_sequential_cpu_per_call_us": metric(median(mcp.sequential_cpu_us), "us"),
         "plugbox_to_mcp_throughput_ratio": metric(plugbox_rate / mcp_rate, "x", 75, "higher"),
         "mcp_to_plugbox_start_ratio": metric(mcp_start / plugbox_start, "x", 3, "higher"),
         # The same starts in CPU (the far side's processes and this process, from the spawn to
@@ -202,6 +225,14 @@ def main() -> None:
         "plugbox_host_cpu_per_call_us": metric(median(plugbox.host_cpu_us), "us"),
         "plugbox_plugin_cpu_per_call_us": metric(median(plugbox.far_cpu_us), "us"),
         "mcp_client_cpu_per_call_us": metric(median(mcp.host_cpu_us), "us"),
+        # What plugbox's own CPU per call allows: both processes busy all the time on free
+        # cores, one call per max(host, plugin) CPU. Below it, the gap is waiting or the cores
+        # other work took (the shares below); the bound over MCP's rate is the throughput
+        # ratio this run's CPU per call would reach on a machine to itself.
+        "plugbox_cpu_bound_calls_per_s": metric(cpu_bound, "calls/s"),
+        "plugbox_cpu_bound_to_mcp_ratio": metric(cpu_bound / mcp_rate, "x", better="higher"),
+        "plugbox_pipelined_idle_share": metric(median(plugbox.idle_share), "share"),
+        "plugbox_pipelined_other_work_share": metric(median(plugbox.other_share), "share"),
     }
     print_table("plugbox vs the MCP Python SDK (stdio), the same echo", metrics)
     print(f"written: {write_results('peer_mcp', metrics)}")
