@@ -73,19 +73,29 @@ def create_app(
         app.include_router(module.router)
     app.mount(_proxy.PREFIX, _proxy.PluginRoutes(state))
     if any(grant.reference_routes for grant in plugins.grants.plugins.values()):
-        reserved = {
-            path.split("/")[3]
-            for route in app.routes
-            if (path := str(getattr(route, "path", ""))).startswith(_reference_routes.PREFIX + "/")
-        }
-        app.mount(_reference_routes.PREFIX, _reference_routes.ReferenceRoutes(state, reserved))
+        _mount_reference_routes(app, state)
     app.add_middleware(JsonBodyGuard, max_bytes=state.limits.max_definition_bytes)
     if token is not None:
-        if len(token) < 16:
-            raise ValueError("the API token must be at least 16 characters")
-        app.add_middleware(TokenAuth, token=token)  # added last: it runs first
+        _require_token(app, token)
     app.openapi = lambda: _openapi_with_plugins(app, state)  # type: ignore[method-assign]
     return app
+
+
+def _mount_reference_routes(app: FastAPI, state: ApiState) -> None:
+    """Granted plugins' routes at the reference's paths; the first segments of the host's own
+    routes there are reserved, so a plugin can never shadow one of them."""
+    reserved = {
+        path.split("/")[3]
+        for route in app.routes
+        if (path := str(getattr(route, "path", ""))).startswith(_reference_routes.PREFIX + "/")
+    }
+    app.mount(_reference_routes.PREFIX, _reference_routes.ReferenceRoutes(state, reserved))
+
+
+def _require_token(app: FastAPI, token: str) -> None:
+    if len(token) < 16:
+        raise ValueError("the API token must be at least 16 characters")
+    app.add_middleware(TokenAuth, token=token)  # added last: it runs first
 
 
 def _openapi_with_plugins(app: FastAPI, state: ApiState) -> dict[str, Any]:

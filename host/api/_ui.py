@@ -112,7 +112,21 @@ async def ui_plugin(name: str, state: ApiStateDep) -> HTMLResponse:
         raise HTTPException(404, f"Unknown plugin: {name!r}")
     handle = state.plugins.get(name)
     row = handle.status()
-    facts = [
+    facts = _facts(row, manifest.limits.model_dump(), _grants(state, name))
+    errors = _recent_errors(row)
+    logs = "\n".join(_log_line(r) for r in state.plugins.logs.recent(name, LOG_LINES))
+    body = (
+        _restart_button(name)
+        + _table(["", ""], facts)
+        + f"<h2>Last errors</h2>{errors or '<p class=muted>none</p>'}"
+        + f"<h2>Log tail</h2><pre id='logs'>{escape(logs) or 'no log lines yet'}</pre>"
+    )
+    return _page(f"Plugin {name}", body)
+
+
+def _facts(row: dict[str, Any], limits: dict[str, Any], grants: str) -> list[list[str]]:
+    """The plugin page's fact table; the ids are the cells the restart button updates."""
+    return [
         ["state", f"<span id='state' class='{escape(row['state'])}'>{escape(row['state'])}</span>"],
         ["version", _text(row["version"])],
         ["sandbox layers", _text(", ".join(row["sandbox_layers"]) or None)],
@@ -121,10 +135,13 @@ async def ui_plugin(name: str, state: ApiStateDep) -> HTMLResponse:
         ["uptime", _text(row["uptime_s"] and f"{row['uptime_s']:.0f} s")],
         ["starts / restarts", f"{row['starts']} / <span id='restarts'>{row['restarts']}</span>"],
         ["calls / errors", f"{row['calls']} / {row['errors']}"],
-        ["limits", f"<pre>{escape(json.dumps(manifest.limits.model_dump(), indent=1))}</pre>"],
-        ["grants", f"<pre>{escape(_grants(state, name))}</pre>"],
+        ["limits", f"<pre>{escape(json.dumps(limits, indent=1))}</pre>"],
+        ["grants", f"<pre>{escape(grants)}</pre>"],
     ]
-    restart = (
+
+
+def _restart_button(name: str) -> str:
+    return (
         f"<p><button id='restart' onclick=\"restartPlugin('{escape(name)}')\">Restart</button> "
         "<span id='restart-result' class='muted'></span></p>"
         "<script>async function restartPlugin(n){const out=document.getElementById("
@@ -135,6 +152,10 @@ async def ui_plugin(name: str, state: ApiStateDep) -> HTMLResponse:
         "'restarts').textContent=b.restarts;document.getElementById('state').textContent=b.state}}"
         "</script>"
     )
+
+
+def _recent_errors(row: dict[str, Any]) -> str:
+    """The newest failed calls (with tracebacks), then the last crash; empty when none."""
     errors = "".join(
         f"<h3>{escape(str(e['type']))} in {_text(e['method'])}</h3><p>{escape(e['message'])}</p>"
         + (f"<pre class='traceback'>{escape(e['traceback'])}</pre>" if e.get("traceback") else "")
@@ -142,14 +163,7 @@ async def ui_plugin(name: str, state: ApiStateDep) -> HTMLResponse:
     )
     if row["last_error"]:
         errors += f"<h3>last crash</h3><pre>{escape(row['last_error'])}</pre>"
-    logs = "\n".join(_log_line(r) for r in state.plugins.logs.recent(name, LOG_LINES))
-    body = (
-        restart
-        + _table(["", ""], facts)
-        + f"<h2>Last errors</h2>{errors or '<p class=muted>none</p>'}"
-        + f"<h2>Log tail</h2><pre id='logs'>{escape(logs) or 'no log lines yet'}</pre>"
-    )
-    return _page(f"Plugin {name}", body)
+    return errors
 
 
 def _grants(state: ApiState, name: str) -> str:
