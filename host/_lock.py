@@ -55,38 +55,48 @@ def write_lock(
 ) -> Path:
     """Resolve and hash the requirements (sandboxed) and write the plugin's lock file."""
     with tempfile.TemporaryDirectory(prefix="plugbox-lock-") as scratch:
-        work = Path(scratch)
-        (work / "requirements.in").write_text(
-            "\n".join([*sdk_requirements, *manifest.requirements]) + "\n"
+        resolved = _compile_hashed(
+            manifest.name,
+            [*sdk_requirements, *manifest.requirements],
+            Path(scratch),
+            python=python,
+            uv=uv,
+            cache_dir=cache_dir,
         )
-        command = [
-            uv,
-            "pip",
-            "compile",
-            "--quiet",
-            "--generate-hashes",
-            "--no-header",
-            "--no-annotate",
-        ]
-        command += ["--python", python, "-o", str(work / "out.txt"), str(work / "requirements.in")]
-        argv, env = build_command(
-            command,
-            writable=[work, cache_dir],
-            read_only=[Path(uv)],
-            env={"UV_CACHE_DIR": str(cache_dir)},
-        )
-        done = subprocess.run(
-            argv, capture_output=True, text=True, timeout=LOCK_TIMEOUT_S, check=False, env=env
-        )
-        if done.returncode != 0:
-            raise ValueError(
-                f"locking {manifest.name} failed:\n{(done.stdout + done.stderr)[-4000:]}"
-            )
-        resolved = (work / "out.txt").read_text()
     target = manifest.directory / LOCK_FILE
     header = _HEADER + inputs_hash(manifest, sdk_requirements)
     target.write_text(f"{header}\n# written by `plugbox plugins lock`; do not edit\n{resolved}")
     return target
+
+
+def _compile_hashed(
+    plugin: str, requirements: Sequence[str], work: Path, *, python: str, uv: str, cache_dir: Path
+) -> str:
+    """`uv pip compile --generate-hashes` of `requirements` in the build sandbox, which may write
+    only `work` and uv's cache; the resolved requirements. Raises ValueError with uv's output."""
+    (work / "requirements.in").write_text("\n".join(requirements) + "\n")
+    command = [
+        uv,
+        "pip",
+        "compile",
+        "--quiet",
+        "--generate-hashes",
+        "--no-header",
+        "--no-annotate",
+    ]
+    command += ["--python", python, "-o", str(work / "out.txt"), str(work / "requirements.in")]
+    argv, env = build_command(
+        command,
+        writable=[work, cache_dir],
+        read_only=[Path(uv)],
+        env={"UV_CACHE_DIR": str(cache_dir)},
+    )
+    done = subprocess.run(
+        argv, capture_output=True, text=True, timeout=LOCK_TIMEOUT_S, check=False, env=env
+    )
+    if done.returncode != 0:
+        raise ValueError(f"locking {plugin} failed:\n{(done.stdout + done.stderr)[-4000:]}")
+    return (work / "out.txt").read_text()
 
 
 def uv_executable() -> str | None:
