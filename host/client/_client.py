@@ -168,14 +168,7 @@ class PluginClient:
     ) -> LiveSession | None:
         """Open this plugin's session for a run; None when it has nothing to collect."""
         session_id = f"{context.workflow_run_id}-{self.name}-{uuid.uuid4().hex[:8]}"
-        wire = RuntimeContextWire(
-            workflow_run_id=context.workflow_run_id,
-            workflow_run=self.redact(context.workflow_run),
-            workflow_graph=self.redact(context.workflow_graph),
-            run_definition=self.redact(context.run_definition),
-            user_config=self._masked_user_config(context.user_config),
-            is_realtime=context.is_realtime,
-        )
+        wire = self._context_for_plugin(context)
         await self.handle.start()  # the session binds to the process that answers the open
         process = self.handle.process
         assert process is not None
@@ -208,6 +201,17 @@ class PluginClient:
 
     def forget(self, session_id: str) -> None:
         self._live.pop(session_id, None)
+
+    def _context_for_plugin(self, context: RuntimeContext) -> RuntimeContextWire:
+        """The run's context as this plugin may see it: redacted, provider credentials masked."""
+        return RuntimeContextWire(
+            workflow_run_id=context.workflow_run_id,
+            workflow_run=self.redact(context.workflow_run),
+            workflow_graph=self.redact(context.workflow_graph),
+            run_definition=self.redact(context.run_definition),
+            user_config=self._masked_user_config(context.user_config),
+            is_realtime=context.is_realtime,
+        )
 
     def _masked_user_config(self, config: dict[str, Any] | None) -> dict[str, Any] | None:
         """Provider credentials masked: wrapped so the redactor sees a `user_config` key."""
