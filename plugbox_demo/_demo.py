@@ -192,12 +192,42 @@ async def _call_and_complete(
     run_id = await store.create_run(
         workflow_definition=definition, organization_id=1, definition_id=1
     )
-    context = IntegrationRuntimeContext(
+    events = await _scripted_call(plugins, store, _demo_context(run_id, definition), timings)
+    t = time.perf_counter()
+    worker = EmbeddedWorker(store, plugins)
+    await worker.submit(run_id)
+    await worker.run_until_empty()
+    timings["completion_s"] = time.perf_counter() - t
+    run = await store.get_run(run_id)
+    assert run is not None
+    return {
+        "run_id": run_id,
+        "token": run.public_token,
+        "events": events,
+        "live": run.logs.get(LIVE_KEY, {}),
+        "snapshots": sorted(k for k in run.logs if k != LIVE_KEY),
+        "annotations": run.annotations,
+    }
+
+
+def _demo_context(run_id: int, definition: dict[str, Any]) -> IntegrationRuntimeContext:
+    """The call's context, with a provider key in user_config: the plugins must see it masked."""
+    return IntegrationRuntimeContext(
         workflow_run_id=run_id,
         workflow_graph={"nodes": {n["id"]: n for n in definition["nodes"]}},
         run_definition=definition,
         user_config={"llm": {"provider": "openai", "api_key": "sk-demo-provider-key-000"}},
     )
+
+
+async def _scripted_call(
+    plugins: PluginHost,
+    store: SQLiteRunStore,
+    context: IntegrationRuntimeContext,
+    timings: dict[str, float],
+) -> int:
+    """The scripted call with every plugin's session attached, then its snapshots persisted;
+    the number of events the bridge emitted."""
     t = time.perf_counter()
     async with open_call(context, plugins=plugins) as sessions:
         timings["sessions_open_s"] = time.perf_counter() - t
@@ -210,23 +240,11 @@ async def _call_and_complete(
         gathered = await run_scripted_call(attach=attach)
         timings["call_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        await finish_call(sessions, gathered_context=gathered, store=store, run_id=run_id)
+        await finish_call(
+            sessions, gathered_context=gathered, store=store, run_id=context.workflow_run_id
+        )
     timings["snapshots_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    worker = EmbeddedWorker(store, plugins)
-    await worker.submit(run_id)
-    await worker.run_until_empty()
-    timings["completion_s"] = time.perf_counter() - t
-    run = await store.get_run(run_id)
-    assert run is not None
-    return {
-        "run_id": run_id,
-        "token": run.public_token,
-        "events": sessions[0].bridge.emitted if sessions else 0,
-        "live": run.logs.get(LIVE_KEY, {}),
-        "snapshots": sorted(k for k in run.logs if k != LIVE_KEY),
-        "annotations": run.annotations,
-    }
+    return sessions[0].bridge.emitted if sessions else 0
 
 
 async def _fetch_report(api_url: str, token: str | None) -> dict[str, Any]:
@@ -244,29 +262,10 @@ async def _fetch_report(api_url: str, token: str | None) -> dict[str, Any]:
 def _print_summary(
     console: Console, plugins: PluginHost, figures: dict[str, Any], api_url: str
 ) -> None:
-    table = Table(title="Plugins")
-    for column in ("plugin", "version", "phase", "sandbox layers", "events delivered", "dropped"):
-        table.add_column(column)
-    for name, manifest in plugins.manifests.items():
-        status = plugins.get(name).status()
-        live = figures["live"].get(name, {})
-        table.add_row(
-            name,
-            manifest.version,
-            manifest.completion.phase,
-            ", ".join(status["sandbox_layers"]) or "-",
-            str(live.get("delivered", "-")),
-            str(live.get("dropped", "-")),
-        )
-    console.print(table)
+    console.print(_plugins_table(plugins, figures["live"]))
     console.print(f"events emitted by the call: {figures['events']}")
     console.print(f"snapshots persisted in the run's logs: {', '.join(figures['snapshots'])}")
-    annotations = Table(title="Annotations (per node)")
-    for column in ("node", "plugin result"):
-        annotations.add_column(column)
-    for key, value in sorted(figures["annotations"].items()):
-        annotations.add_row(key, _summarise(value))
-    console.print(annotations)
+    console.print(_annotations_table(figures["annotations"]))
     ok, bad = figures["signatures"]
     console.print(
         f"deliveries received on 127.0.0.1: {figures['deliveries']} (signatures ok={ok}, bad={bad})"
@@ -283,6 +282,33 @@ def _print_summary(
     timing = ", ".join(f"{k}={v:.2f}" for k, v in figures["timings"].items())
     console.print(f"timings (s): {timing}")
     console.print(f"API while running: {api_url}/api/v1/node-types")
+
+
+def _plugins_table(plugins: PluginHost, live: dict[str, Any]) -> Table:
+    table = Table(title="Plugins")
+    for column in ("plugin", "version", "phase", "sandbox layers", "events delivered", "dropped"):
+        table.add_column(column)
+    for name, manifest in plugins.manifests.items():
+        status = plugins.get(name).status()
+        delivered = live.get(name, {})
+        table.add_row(
+            name,
+            manifest.version,
+            manifest.completion.phase,
+            ", ".join(status["sandbox_layers"]) or "-",
+            str(delivered.get("delivered", "-")),
+            str(delivered.get("dropped", "-")),
+        )
+    return table
+
+
+def _annotations_table(annotations: dict[str, Any]) -> Table:
+    table = Table(title="Annotations (per node)")
+    for column in ("node", "plugin result"):
+        table.add_column(column)
+    for key, value in sorted(annotations.items()):
+        table.add_row(key, _summarise(value))
+    return table
 
 
 def _summarise(value: Any) -> str:
