@@ -192,10 +192,16 @@ def _stand_in(cls: type, fields: dict[str, Any]) -> Any:
     return obj
 
 
+_init_fields: dict[type, frozenset[str]] = {}  # per dataclass: its `__init__`'s field names
+
+
 def _construct(cls: type, fields: dict[str, Any]) -> Any:
     """An instance of `cls` holding `fields`: its constructor first, else field by field."""
-    if dataclasses.is_dataclass(cls):
-        init = {f.name for f in dataclasses.fields(cls) if f.init}
+    init = _init_fields.get(cls)
+    if init is None and dataclasses.is_dataclass(cls):
+        # Once per class: `dataclasses.fields` walks them all in Python, a few us a frame.
+        init = _init_fields[cls] = frozenset(f.name for f in dataclasses.fields(cls) if f.init)
+    if init is not None:
         try:
             obj = cls(**{k: v for k, v in fields.items() if k in init})
         except Exception:  # a required field the host could not send: build it field by field

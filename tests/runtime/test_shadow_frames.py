@@ -56,6 +56,23 @@ def test_a_rebuilt_frame_is_a_real_pipecat_frame_with_the_host_ids_and_nested_mo
     assert again.timestamp == 1_234_567
 
 
+def test_frames_of_one_class_rebuilt_in_turn_each_keep_their_own_fields() -> None:
+    """The rebuilder learns a dataclass's constructor fields once per class: every later frame of
+    that class still gets its own values, init fields and the rest alike."""
+    task = ShadowTask(Rebuilder(pipecat=True))
+    frames = [
+        f.TranscriptionFrame(text=f"said {n}", user_id=f"u{n}", timestamp=f"t{n}") for n in range(3)
+    ]
+    for frame in frames:
+        frame.finalized = frame.user_id == "u1"  # a field outside the constructor
+    rebuilt = [task.rebuilder.pushed(encode_frame(pushed(fr))[0], task.processor) for fr in frames]
+    for frame, again in zip(frames, rebuilt, strict=True):
+        assert isinstance(again.frame, f.TranscriptionFrame)
+        assert (again.frame.text, again.frame.user_id) == (frame.text, frame.user_id)
+        assert (again.frame.id, again.frame.name) == (frame.id, frame.name)
+        assert again.frame.finalized is frame.finalized
+
+
 def test_without_pipecat_frames_are_stand_ins_with_the_same_attribute_names() -> None:
     rebuilder = Rebuilder(pipecat=False)
     task = ShadowTask(rebuilder)
