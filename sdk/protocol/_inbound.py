@@ -98,12 +98,21 @@ class Inbound(RequestServer):
         notifications are ahead of it, which it then waits behind, as arrival order requires.
         """
         try:
-            if isinstance(message, SuccessResponse | ErrorResponse):
+            # The common kinds first, by exact type (what `decode_frame` makes): a missed
+            # isinstance against a msgspec Struct goes through its metaclass (~0.1 us, a union
+            # ~0.4 us), which cost every request ~0.6 us here. Kinds are exclusive, so the order
+            # of the checks changes no outcome; other types fall through to isinstance.
+            if type(message) is Request and not self._ordered and not self._ordered_busy:
+                self._start(message)
+            elif type(message) is SuccessResponse or type(message) is ErrorResponse:
                 self._resolve(message)
-            elif isinstance(message, Notification) and message.method == Method.CANCEL:
-                self._cancel_inbound(message.params)  # at once, even behind a slow handler
-            elif isinstance(message, Notification) and not self._admitted(message):
-                return
+            elif isinstance(message, Notification):
+                if message.method == Method.CANCEL:
+                    self._cancel_inbound(message.params)  # at once, even behind a slow handler
+                elif self._admitted(message):
+                    self._enqueue(message)
+            elif isinstance(message, SuccessResponse | ErrorResponse):
+                self._resolve(message)
             elif isinstance(message, Request) and not self._ordered and not self._ordered_busy:
                 self._start(message)
             elif isinstance(message, ParseFailure) and self._fail_pending(message):
