@@ -162,10 +162,12 @@ class Inbound(RequestServer):
             try:
                 if message is None:
                     return  # the stream ended after everything before it was handled
-                if isinstance(message, Request):
-                    self._start(message)
-                elif isinstance(message, Notification):
+                # Notifications first: what this queue mostly holds, and an exact type passes
+                # isinstance at once, while a miss against a Struct costs ~0.1 us (`_dispatch`).
+                if isinstance(message, Notification):
                     await self._notified(message)
+                elif isinstance(message, Request):
+                    self._start(message)
                 elif isinstance(message, ParseFailure):
                     await self._parse_failed(message)
             finally:
