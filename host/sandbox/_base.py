@@ -30,6 +30,8 @@ from sdk.protocol import (
     open_pipe_stream,
 )
 
+from ._spawn import ChildProcess, exited
+
 MIB = 1024 * 1024
 
 
@@ -71,11 +73,11 @@ Diagnoser = Callable[[int, str], LimitExceeded | None]
 
 
 class RunningProcess:
-    """A launched plugin process (asyncio subprocess underneath, anyio streams on top)."""
+    """A launched plugin process (a `ChildProcess` underneath, anyio streams on top)."""
 
     def __init__(
         self,
-        process: asyncio.subprocess.Process,
+        process: ChildProcess,
         stdout: IO[bytes],
         *,
         name: str,
@@ -84,8 +86,6 @@ class RunningProcess:
         cleanups: list[Callable[[], Awaitable[None]]],
         exit_hooks: list[Callable[[], None]] | None = None,
     ) -> None:
-        assert process.stdin is not None
-        assert process.stderr is not None
         self._process = process
         self.name = name
         self.pid = process.pid
@@ -120,10 +120,10 @@ class RunningProcess:
 
         The death is noticed by the pid (a pidfd), not by the pipes closing: a descendant that
         keeps stderr open would otherwise hide it. Leftovers (the process group, the cgroup's
-        members) are killed then, so the pipes close and asyncio can report the status.
+        members) are killed then, before the leader is reaped (its pid still names the group).
         """
         if self._process.returncode is None:
-            await _exited(self.pid)
+            await exited(self.pid)
             self.kill_group(signal.SIGKILL)
             for hook in self._exit_hooks:
                 hook()
@@ -149,24 +149,3 @@ class RunningProcess:
             if verdict is not None:
                 return verdict
         return None
-
-
-async def _exited(pid: int) -> None:
-    """Return when process `pid` has exited (its pidfd turns readable; it is not reaped here)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return  # already gone and reaped
-    loop = asyncio.get_running_loop()
-    done = loop.create_future()
-
-    def ready() -> None:
-        if not done.done():
-            done.set_result(None)
-
-    loop.add_reader(fd, ready)
-    try:
-        await done
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)

@@ -3,7 +3,6 @@ grandchild holding on), after failed spawns, and after a host that died (the sta
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import uuid
@@ -14,6 +13,7 @@ import pytest
 
 from host._venv import base_interpreter
 from host.sandbox import LaunchSpec, SandboxLimits, SandboxPolicy, launch, probe_layers
+from host.sandbox import _spawn as spawn_module
 from host.sandbox._cgroup import detect_cgroups, sweep_stale_groups
 from sdk.protocol import SandboxError
 
@@ -89,10 +89,10 @@ async def test_after_50_crashes_and_failed_spawns_no_cgroup_and_no_process_remai
         for _ in range(25):
             assert await crash_once(tmp_path, marker) == 3
 
-        async def no_fork(*args: object, **kwargs: object) -> None:  # the seam: fork fails
+        def no_fork(*args: object, **kwargs: object) -> None:  # the seam: fork fails
             raise BlockingIOError(11, "Resource temporarily unavailable")
 
-        monkeypatch.setattr(asyncio, "create_subprocess_exec", no_fork)
+        monkeypatch.setattr(spawn_module, "_popen", no_fork)
         for _ in range(25):
             with pytest.raises(SandboxError) as caught:
                 await crash_once(tmp_path, marker)
