@@ -43,9 +43,8 @@ class ChildProcess:
         stdin: asyncio.StreamWriter,
         stderr: asyncio.StreamReader,
     ) -> None:
-        self._popen = (
-            popen  # held: a dropped Popen may be reaped by the next one (subprocess._active)
-        )
+        # Held: a Popen dropped while running is reaped by the next one (subprocess._active).
+        self._popen = popen
         self.pid = popen.pid
         self.stdin = stdin
         self.stderr = stderr
