@@ -1,12 +1,13 @@
 """Sandbox layer: the spawn path — `launch(spec, policy)` starts one plugin under its layers.
 
-Contract: the limits are checked against this host's hard limits before anything is created
-(`SandboxError` naming the key); the cgroup is created, the data directory given to the plugin's
-uid, the bubblewrap command line and seccomp fd prepared; then one fork, in a spawner thread so
-the host's loop never waits on it (`_spawn`), whose child joins the cgroup, then lowers its
-rlimits, then execs. Any failure on the way is a `SandboxError` naming the
-plugin and the key or stage that failed ("limits.open_files", "cgroup", "exec"), and everything
-created for the start (cgroup, fds) is removed before it is raised.
+Contract: all of a start's blocking work runs in a spawner thread (`_spawn`), so the host's loop
+never waits on it: the limits are checked against this host's hard limits before anything is
+created (`SandboxError` naming the key); the cgroup is created, the data directory given to the
+plugin's uid, the bubblewrap command line and seccomp fd prepared; then one fork whose child
+joins the cgroup, then lowers its rlimits, then execs. Any failure on the way is a
+`SandboxError` naming the plugin and the key or stage that failed ("limits.open_files",
+"cgroup", "exec"), and everything created for the start (cgroup, fds) is removed before it is
+raised.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from ._limits import check_rlimits, diagnose_rlimits, make_preexec, plugin_envir
 from ._policy import LAYER_BWRAP, LAYER_CGROUP, SandboxPolicy, layers_for
 from ._process_only import process_only_argv
 from ._seccomp import seccomp_fd
-from ._spawn import spawn
+from ._spawn import popen_child, spawn
 
 Cleanup = Callable[[], Awaitable[None]]
 
@@ -61,13 +62,9 @@ async def launch(
     spec: LaunchSpec, policy: SandboxPolicy = SandboxPolicy.standard
 ) -> RunningProcess:
     """Start the plugin process under the layers the policy and the machine give."""
-    layers = layers_for(policy, name=spec.name)
-    limits = spec.limits if layers else SandboxLimits()
-    check_rlimits(spec.name, limits)
-    plan = _Plan(spec.argv, layers)
+    plan = _Plan(spec.argv, ())
     try:
-        _prepare(spec, plan)
-        return await _spawn(spec, plan, limits)
+        return await _spawn(spec, plan, policy)
     except BaseException as exc:
         with contextlib.suppress(Exception), anyio.CancelScope(shield=True):
             await plan.undo()  # also when cancelled: the cgroup must not outlive the start
@@ -76,6 +73,19 @@ async def launch(
         raise
     finally:
         plan.close_fds()
+
+
+def _plan(spec: LaunchSpec, plan: _Plan, policy: SandboxPolicy) -> SandboxLimits:
+    """The start's blocking set-up (in the spawner thread): layers, limits, cgroup, command."""
+    plan.layers = layers_for(policy, name=spec.name)
+    limits = spec.limits if plan.layers else SandboxLimits()
+    check_rlimits(spec.name, limits)
+    try:
+        _prepare(spec, plan)
+        spec.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # not the child's: no step of it ran
+        raise _start_error(spec.name, "spawn", exc) from exc
+    return limits
 
 
 def _prepare(spec: LaunchSpec, plan: _Plan) -> None:
@@ -110,18 +120,16 @@ def _prepare(spec: LaunchSpec, plan: _Plan) -> None:
     )
 
 
-async def _spawn(spec: LaunchSpec, plan: _Plan, limits: SandboxLimits) -> RunningProcess:
-    spec.data_dir.mkdir(parents=True, exist_ok=True)
+async def _spawn(spec: LaunchSpec, plan: _Plan, policy: SandboxPolicy) -> RunningProcess:
     # Our own pipe for stdout, so the wire can be decoded in the loop's data callback (asyncio's
     # subprocess pipes only offer a StreamReader, one task wake-up per message further away).
     read_fd, write_fd = os.pipe()
     stdout = os.fdopen(read_fd, "rb", buffering=0)
     report_read, report_write = os.pipe()  # the child names the step that failed, if one does
-    try:
-        # Off the loop: forking the host and the child's steps before exec take ~20 ms, during
-        # which the loop serves live calls (`spawn` waits for the fork even when cancelled, so
-        # the fds closed below are never closed under it).
-        process = await spawn(
+
+    def start() -> subprocess.Popen[bytes]:
+        limits = _plan(spec, plan, policy)
+        return popen_child(
             plan.argv,
             stdout=write_fd,
             cwd=spec.data_dir,
@@ -129,6 +137,12 @@ async def _spawn(spec: LaunchSpec, plan: _Plan, limits: SandboxLimits) -> Runnin
             preexec_fn=make_preexec(limits, plan.steps, report_write),
             pass_fds=(*plan.pass_fds, *spec.pass_fds),
         )
+
+    try:
+        # Off the loop: the set-up, forking the host and the child's steps before exec take
+        # ~20 ms, during which the loop serves live calls (`spawn` waits for `start` even when
+        # cancelled, so the fds closed below are never closed under it).
+        process = await spawn(start)
     except (OSError, subprocess.SubprocessError) as exc:
         stdout.close()
         os.close(report_write)

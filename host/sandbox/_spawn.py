@@ -1,14 +1,14 @@
 """Sandbox layer: the fork off the loop — a child started in a spawner thread, served on the loop.
 
-Contract: `spawn(argv, ...)` runs `subprocess.Popen` (the fork of the host, the child's steps
-before exec, the exec) in a dedicated spawner thread, so the host's event loop keeps serving
-while the host is forked and the child prepares; then it attaches the child's stdin and stderr
-to the loop and returns a `ChildProcess`: `pid`, `stdin` (an asyncio `StreamWriter`), `stderr`
-(a `StreamReader`), `returncode` and `wait()` (the exit noticed by a pidfd, then a non-blocking
-reap). A failure in the child is raised as `Popen` raises it. If the caller is cancelled during a
-start, the start is still awaited (the fds it was given stay open until the fork is over), and
-its child is killed and reaped before the cancellation goes on: no child outlives a cancelled
-start.
+Contract: `spawn(start)` runs `start` (the start's blocking set-up, then `popen_child`: the fork
+of the host, the child's steps before exec, the exec) in a dedicated spawner thread, so the
+host's event loop keeps serving while the host is forked and the child prepares; then it
+attaches the child's stdin and stderr to the loop and returns a `ChildProcess`: `pid`, `stdin`
+(an asyncio `StreamWriter`), `stderr` (a `StreamReader`), `returncode` and `wait()` (the exit
+noticed by a pidfd, then a non-blocking reap). A failure in `start` is raised as it raised it.
+If the caller is cancelled during a start, the start is still awaited (the fds it was given stay
+open until the fork is over), and its child is killed and reaped before the cancellation goes
+on: no child outlives a cancelled start.
 
 The spawner threads live as long as the host process: PR_SET_PDEATHSIG (ours, and bwrap's
 `--die-with-parent`) fires when the *thread* that forked the child ends, not the process, so a
@@ -60,7 +60,7 @@ class ChildProcess:
         return self._popen.returncode
 
 
-async def spawn(
+def popen_child(
     argv: Sequence[str],
     *,
     stdout: int,
@@ -68,22 +68,24 @@ async def spawn(
     env: dict[str, str],
     preexec_fn: Callable[[], None],
     pass_fds: tuple[int, ...],
-) -> ChildProcess:
-    """Start `argv` off the loop (stdin and stderr piped, `stdout` given) and attach its pipes."""
+) -> subprocess.Popen[bytes]:
+    """Fork and exec `argv` (stdin and stderr piped, `stdout` given); blocking, for `spawn`."""
+    return _popen(
+        list(argv),
+        stdin=subprocess.PIPE,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        cwd=cwd,
+        env=env,
+        preexec_fn=preexec_fn,
+        pass_fds=pass_fds,
+        bufsize=0,  # raw pipes: the loop's transports read and write them
+    )
 
-    def start() -> subprocess.Popen[bytes]:
-        return _popen(
-            list(argv),
-            stdin=subprocess.PIPE,
-            stdout=stdout,
-            stderr=subprocess.PIPE,
-            cwd=cwd,
-            env=env,
-            preexec_fn=preexec_fn,
-            pass_fds=pass_fds,
-            bufsize=0,  # raw pipes: the loop's transports read and write them
-        )
 
+async def spawn(start: Callable[[], subprocess.Popen[bytes]]) -> ChildProcess:
+    """Run `start` (a `popen_child`, with any blocking set-up before it) in a spawner thread,
+    then attach the child's stdin and stderr to the loop."""
     popen = await _in_spawner(start)
     transports: list[asyncio.BaseTransport] = []
     try:

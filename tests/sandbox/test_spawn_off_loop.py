@@ -67,7 +67,7 @@ def hold(monkeypatch: pytest.MonkeyPatch) -> Iterator[Hold]:
     prepare: Callable[..., None] = launch_module._prepare
 
     def prepare_and_hold(spec: LaunchSpec, plan: launch_module._Plan) -> None:
-        prepare(spec, plan)
+        prepare(spec, plan)  # in the spawner thread
         plan.steps.append(("test.hold", held.step))  # after the cgroup join, before the rlimits
 
     monkeypatch.setattr(launch_module, "_prepare", prepare_and_hold)
