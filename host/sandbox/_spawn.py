@@ -42,21 +42,30 @@ class ChildProcess:
         popen: subprocess.Popen[bytes],
         stdin: asyncio.StreamWriter,
         stderr: asyncio.StreamReader,
+        stderr_closed: asyncio.Future[None],
     ) -> None:
         # Held: a Popen dropped while running is reaped by the next one (subprocess._active).
         self._popen = popen
         self.pid = popen.pid
         self.stdin = stdin
         self.stderr = stderr
+        self._stderr_closed = stderr_closed
 
     @property
     def returncode(self) -> int | None:
         return self._popen.returncode
 
     async def wait(self) -> int:
-        """The exit status (negative for a signal), reaped once the pidfd says it has exited."""
+        """The exit status (negative for a signal), reaped once the pidfd says it has exited.
+
+        Like asyncio's `Process.wait`, it returns once the pipes are closed too: stdin at once
+        (nobody reads it any more), stderr at its end (all it held is in the reader by then).
+        """
         while self._popen.poll() is None:
             await exited(self.pid)
+        self.stdin.close()
+        await asyncio.shield(self._stderr_closed)
+        await asyncio.sleep(0)  # the transports' closing callbacks run
         return self._popen.returncode
 
 
@@ -136,11 +145,23 @@ async def _attach(
     transports.append(write)
     stdin = asyncio.StreamWriter(write, protocol, None, loop)
     stderr = asyncio.StreamReader(limit=STDERR_LIMIT)
-    read, _ = await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(stderr), popen.stderr
-    )
+    closed: asyncio.Future[None] = loop.create_future()
+    read, _ = await loop.connect_read_pipe(lambda: _ReadProtocol(stderr, closed), popen.stderr)
     transports.append(read)
-    return ChildProcess(popen, stdin, stderr)
+    return ChildProcess(popen, stdin, stderr, closed)
+
+
+class _ReadProtocol(asyncio.StreamReaderProtocol):
+    """A pipe's reader protocol that says when the pipe is closed (its end, or closed by us)."""
+
+    def __init__(self, reader: asyncio.StreamReader, closed: asyncio.Future[None]) -> None:
+        super().__init__(reader)
+        self._closed_future = closed
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if not self._closed_future.done():
+            self._closed_future.set_result(None)
 
 
 async def _discard(popen: subprocess.Popen[bytes], transports: list[asyncio.BaseTransport]) -> None:
