@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import anyio
 import anyio.abc
@@ -72,6 +72,15 @@ class ProcessState(StrEnum):
 
 RequestHandler = Callable[[Any], Awaitable[Any]]
 ExitListener = Callable[[PluginProcess, PluginError | None], None]
+
+
+class LifecycleOptions(TypedDict, total=False):
+    """The keyword options of `ProcessLifecycle`, passed on unchanged by `PluginHandle`."""
+
+    breaker: CrashBreaker | None
+    scrubber: SecretScrubber | None
+    runner: Runner
+    zygote: bool
 
 
 class ProcessLifecycle:

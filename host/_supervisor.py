@@ -16,7 +16,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 import anyio
 import anyio.abc
@@ -30,18 +30,14 @@ from sdk.protocol import (
     PluginCrashed,
     PluginError,
     PluginTimeout,
-    SecretScrubber,
 )
 
-from ._breaker import CrashBreaker
 from ._fresh import call_in_fresh_fork
-from ._lifecycle import ProcessLifecycle, ProcessState
+from ._lifecycle import LifecycleOptions, ProcessLifecycle, ProcessState
 from ._manifest import Manifest
 from ._process import EXIT_GRACE_S, STDERR_DRAIN_S, LaunchConfig, PluginProcess
 from ._procinfo import plugin_pid, rss_bytes
-from ._runner import Runner
 from ._stats import CallStats
-from .sandbox import launch as sandbox_launch
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -58,21 +54,9 @@ class PluginHandle(ProcessLifecycle):
         manifest: Manifest,
         config: LaunchConfig | Callable[[], Awaitable[LaunchConfig]],
         task_group: anyio.abc.TaskGroup,
-        *,
-        breaker: CrashBreaker | None = None,
-        scrubber: SecretScrubber | None = None,
-        runner: Runner = sandbox_launch,
-        zygote: bool = False,
+        **options: Unpack[LifecycleOptions],
     ) -> None:
-        super().__init__(
-            manifest,
-            config,
-            task_group,
-            breaker=breaker,
-            scrubber=scrubber,
-            runner=runner,
-            zygote=zygote,
-        )
+        super().__init__(manifest, config, task_group, **options)
         self.stats = CallStats()
         self._plugin_pid: tuple[PluginProcess, int] | None = None  # resolved once per process
         self.recent_errors: deque[dict[str, Any]] = deque(maxlen=RECENT_ERRORS)

@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Unpack
 
 import msgspec
 
@@ -35,9 +35,9 @@ from ._framing import (
     RequestId,
     SuccessResponse,
 )
-from ._methods import DEFAULT_MAX_FRAME_SIZE, CancelParams, Method
+from ._methods import CancelParams, Method
 from ._replies import RequestServer
-from ._routes import Redactor, decode_params, typed_decoder
+from ._routes import SessionOptions, decode_params, typed_decoder
 from ._streams import MessageStream
 
 logger = logging.getLogger("plugbox.protocol")
@@ -74,15 +74,8 @@ class Pending:
 class Inbound(RequestServer):
     """Serves what the peer sends; `RpcSession` adds the outgoing half and the lifecycle."""
 
-    def __init__(
-        self,
-        stream: MessageStream,
-        *,
-        name: str = "peer",
-        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
-        redact: Redactor | None = None,
-    ) -> None:
-        super().__init__(stream, name=name, max_frame_size=max_frame_size, redact=redact)
+    def __init__(self, stream: MessageStream, **options: Unpack[SessionOptions]) -> None:
+        super().__init__(stream, **options)
         self.parse_failures = 0
         self._pending: dict[RequestId, Pending] = {}  # our requests awaiting the peer's answer
         # Notifications (and requests behind them) keep arrival order: one runner handles them.

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Unpack
 
 import anyio
 import msgspec
@@ -30,8 +30,7 @@ from ._framing import (
     encode_message,
     unencodable_path,
 )
-from ._methods import DEFAULT_MAX_FRAME_SIZE
-from ._routes import Handler, Redactor, Route, Routes
+from ._routes import Handler, Route, Routes, SessionOptions
 from ._streams import MessageStream
 
 GONE = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
@@ -40,15 +39,8 @@ GONE = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 class RequestServer(Routes):
     """Runs the handlers of the peer's requests and writes their replies."""
 
-    def __init__(
-        self,
-        stream: MessageStream,
-        *,
-        name: str = "peer",
-        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
-        redact: Redactor | None = None,
-    ) -> None:
-        super().__init__(stream, name=name, max_frame_size=max_frame_size, redact=redact)
+    def __init__(self, stream: MessageStream, **options: Unpack[SessionOptions]) -> None:
+        super().__init__(stream, **options)
         self._inbound: dict[RequestId, asyncio.Task[Any]] = {}  # request id -> its handler's task
         self._handlers: dict[asyncio.Task[None], RequestId] = {}  # task -> its request id
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import msgspec
 
@@ -26,6 +26,16 @@ from ._streams import MessageStream
 Handler = Callable[[Any], Awaitable[Any]]
 InlineHandler = Callable[[Any], Any]
 Redactor = Callable[[str], str]
+
+
+class SessionOptions(TypedDict, total=False):
+    """The keyword options of a session, as `Routes` takes them: the classes between `Routes`
+    and `RpcSession` pass them on unchanged (`**options: Unpack[SessionOptions]`)."""
+
+    name: str
+    max_frame_size: int
+    redact: Redactor | None
+
 
 _decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
 
