@@ -42,7 +42,7 @@ from sdk.protocol import (
 from ._process import describe_exit
 from ._runner import LaunchedProcess, Runner
 from ._stderr import StderrPump
-from .sandbox import LaunchSpec, SandboxPolicy
+from .sandbox import LaunchSpec, PipeReaderProtocol, SandboxPolicy
 
 ZYGOTE_FD_ENV = "PLUGBOX_ZYGOTE_FD"
 DRAIN_S = 1.0  # after the zygote exits, time to read its last reports and stderr lines
@@ -296,9 +296,7 @@ class Worker:
         )
         writer = asyncio.StreamWriter(transport, protocol, None, loop)
         reader = asyncio.StreamReader(limit=2**24)
-        await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(err, "rb", 0)
-        )
+        await loop.connect_read_pipe(lambda: PipeReaderProtocol(reader), os.fdopen(err, "rb", 0))
         return cls(
             zygote,
             sandbox,

@@ -18,11 +18,13 @@ from ._policy import LayerStatus as LayerStatus
 from ._policy import SandboxPolicy as SandboxPolicy
 from ._policy import layers_for as layers_for
 from ._policy import probe_layers as probe_layers
+from ._spawn import PipeReaderProtocol as PipeReaderProtocol
 
 __all__ = [
     "DoctorReport",
     "LaunchSpec",
     "LayerStatus",
+    "PipeReaderProtocol",
     "PluginVerdict",
     "RunningProcess",
     "SandboxLimits",

@@ -30,7 +30,7 @@ from sdk.protocol import (
     open_pipe_stream,
 )
 
-from ._spawn import ChildProcess, exited
+from ._spawn import ChildProcess, PipeReaderProtocol, exited
 
 MIB = 1024 * 1024
 
@@ -108,7 +108,7 @@ class RunningProcess:
         self._stdout_claimed = True
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=2**24)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), self._stdout)
+        await loop.connect_read_pipe(lambda: PipeReaderProtocol(reader), self._stdout)
         return AsyncioReceiveStream(reader)
 
     @property

@@ -151,7 +151,20 @@ async def _attach(
     return ChildProcess(popen, stdin, stderr, closed)
 
 
-class _ReadProtocol(asyncio.StreamReaderProtocol):
+class PipeReaderProtocol(asyncio.StreamReaderProtocol):
+    """A `StreamReader`'s protocol for a pipe: its transport closes at the pipe's end.
+
+    StreamReaderProtocol asks to keep the transport open after EOF (it is written for sockets).
+    asyncio's pipe transport closes anyway; uvloop's obeys and never closes it, so on a host
+    running uvloop nothing waiting for the pipe's close would return, and the loop could not be
+    closed (EBUSY: a handle still open)."""
+
+    def eof_received(self) -> bool:
+        super().eof_received()
+        return False
+
+
+class _ReadProtocol(PipeReaderProtocol):
     """A pipe's reader protocol that says when the pipe is closed (its end, or closed by us)."""
 
     def __init__(self, reader: asyncio.StreamReader, closed: asyncio.Future[None]) -> None:
