@@ -38,8 +38,8 @@ from bench._common import (
     print_table,
     write_results,
 )
+from bench._cpu import machine_cpu_s, tree_cpu_s
 from bench.rpc import floor_rtts
-from bench.startup import machine_cpu_s, tree_cpu_s
 from host import HostConfig, PluginHost
 from sdk.protocol import Calls, CompletionContextWire, CompletionRunParams
 
